@@ -1,0 +1,214 @@
+/**
+ * The caps command line: the textbook's four programs as subcommands
+ * (`udp-server`, `tcp-server`, `udp-client`, `tcp-client`) plus `serve`, both
+ * servers on one port number. Every flag has an environment variable
+ * (`CAPS_PORT`, ...) read through Effect `Config`; a flag given wins.
+ *
+ * This module only parses settings and wires the library's layers together;
+ * what the programs do lives in the modules named after them.
+ */
+import { Config, Console, Duration, Effect, Layer, Option, Result, Schema } from "effect"
+import { Command, Flag } from "effect/cli"
+import * as ClientSession from "./ClientSession.ts"
+import * as Endpoint from "./Endpoint.ts"
+import * as ListenAddress from "./ListenAddress.ts"
+import * as TcpClient from "./TcpClient.ts"
+import * as TcpServer from "./TcpServer.ts"
+import * as Transform from "./Transform.ts"
+import * as UdpClient from "./UdpClient.ts"
+import * as UdpServer from "./UdpServer.ts"
+
+/** The version printed by `--version`. */
+export const VERSION = "0.1.0"
+
+const Port = Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 }))
+const ServerPort = Port
+const ClientPort = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65535 }))
+const Positive = Schema.Finite.check(Schema.isGreaterThan(0))
+const PositiveInt = Schema.Int.check(Schema.isGreaterThan(0))
+
+const port = (schema: typeof Port) =>
+  Flag.Int("port").pipe(
+    Flag.withDescription("port number (env CAPS_PORT)"),
+    Flag.withFallbackConfig(Config.Int("CAPS_PORT")),
+    Flag.withDefault(12000),
+    Flag.withSchema(schema),
+  )
+
+const serverHost = Flag.String("host").pipe(
+  Flag.withDescription("interface to listen on; all interfaces, IPv6 and IPv4, if not given (env CAPS_HOST)"),
+  Flag.withFallbackConfig(Config.String("CAPS_HOST")),
+  Flag.optional,
+)
+
+const clientHost = Flag.String("host").pipe(
+  Flag.withDescription("server host name or address (env CAPS_HOST)"),
+  Flag.withFallbackConfig(Config.String("CAPS_HOST")),
+  Flag.withDefault("localhost"),
+)
+
+const transform = Flag.String("transform").pipe(
+  Flag.withDescription("what the server does to each sentence: upper, or count:<letter> (env CAPS_TRANSFORM)"),
+  Flag.withFallbackConfig(Config.String("CAPS_TRANSFORM")),
+  Flag.withDefault("upper"),
+  Flag.filterMap(
+    (spec) => Result.getSuccess(Transform.fromSpec(spec)),
+    (spec) => `unknown transform ${JSON.stringify(spec)}: expected upper or count:<letter>`,
+  ),
+)
+
+const maxLineBytes = Flag.Int("max-line-bytes").pipe(
+  Flag.withDescription("longest TCP line a line transform accepts, in bytes (env CAPS_MAX_LINE_BYTES)"),
+  Flag.withFallbackConfig(Config.Int("CAPS_MAX_LINE_BYTES")),
+  Flag.withDefault(TcpServer.DEFAULT_MAX_LINE_BYTES),
+  Flag.withSchema(PositiveInt),
+)
+
+const timeout = (seconds: number) =>
+  Flag.Finite("timeout").pipe(
+    Flag.withDescription(`seconds to wait for a reply (env CAPS_TIMEOUT)`),
+    Flag.withFallbackConfig(Config.Finite("CAPS_TIMEOUT")),
+    Flag.withDefault(seconds),
+    Flag.withSchema(Positive),
+  )
+
+const attempts = Flag.Int("attempts").pipe(
+  Flag.withDescription("how many times a sentence is sent before giving up (env CAPS_ATTEMPTS)"),
+  Flag.withFallbackConfig(Config.Int("CAPS_ATTEMPTS")),
+  Flag.withDefault(3),
+  Flag.withSchema(PositiveInt),
+)
+
+const message = Flag.String("message").pipe(
+  Flag.withAlias("m"),
+  Flag.withDescription("send this one sentence, print the reply and exit"),
+  Flag.optional,
+)
+
+/** Set by a server once it serves: stopping a serving server by a signal is its normal end. */
+export const shutdown = { byInterruptIsSuccess: false }
+
+const ready = (program: string, address: Endpoint.Endpoint, transformName: string) =>
+  Console.log(
+    `caps ${program}: ready on ${Endpoint.format(address)} (${
+      ListenAddress.describe(address.host)
+    }), transform ${transformName}`,
+  )
+
+const serveForever = Effect.sync(() => {
+  shutdown.byInterruptIsSuccess = true
+}).pipe(Effect.andThen(Effect.never))
+
+const udpServer = Command.make(
+  "udp-server",
+  { host: serverHost, port: port(ServerPort), transform },
+  (flags) =>
+    Effect.gen(function* () {
+      const server = yield* UdpServer.UdpServer
+      yield* ready("udp-server", server.address, flags.transform.name)
+      return yield* serveForever
+    }).pipe(
+      Effect.provide(
+        UdpServer.layer({ host: Option.getOrUndefined(flags.host), port: flags.port }).pipe(
+          Layer.provide(Transform.layer(flags.transform)),
+        ),
+      ),
+    ),
+).pipe(Command.withDescription("UDP server: answers each datagram with the transformed sentence"))
+
+const tcpServer = Command.make(
+  "tcp-server",
+  { host: serverHost, port: port(ServerPort), transform, maxLineBytes },
+  (flags) =>
+    Effect.gen(function* () {
+      const server = yield* TcpServer.TcpServer
+      yield* ready("tcp-server", server.address, flags.transform.name)
+      return yield* serveForever
+    }).pipe(
+      Effect.provide(
+        TcpServer.layer({
+          host: Option.getOrUndefined(flags.host),
+          port: flags.port,
+          maxLineBytes: flags.maxLineBytes,
+        }).pipe(Layer.provide(Transform.layer(flags.transform))),
+      ),
+    ),
+).pipe(Command.withDescription("TCP server: serves many connections at once, answering the transformed stream"))
+
+const serve = Command.make(
+  "serve",
+  { host: serverHost, port: port(ServerPort), transform, maxLineBytes },
+  (flags) =>
+    Effect.gen(function* () {
+      const udp = yield* UdpServer.UdpServer
+      const tcp = yield* TcpServer.TcpServer
+      yield* ready("udp-server", udp.address, flags.transform.name)
+      yield* ready("tcp-server", tcp.address, flags.transform.name)
+      return yield* serveForever
+    }).pipe(
+      Effect.provide(
+        Layer.mergeAll(
+          UdpServer.layer({ host: Option.getOrUndefined(flags.host), port: flags.port }),
+          TcpServer.layer({
+            host: Option.getOrUndefined(flags.host),
+            // With port 0 the TCP server takes whatever port it gets; otherwise the same number as UDP.
+            port: flags.port,
+            maxLineBytes: flags.maxLineBytes,
+          }),
+        ).pipe(Layer.provide(Transform.layer(flags.transform))),
+      ),
+    ),
+).pipe(Command.withDescription("both servers, UDP and TCP, on the same port number"))
+
+const converse = <E>(
+  request: (sentence: string) => Effect.Effect<string, E>,
+  sentence: Option.Option<string>,
+  replyPrefix: string,
+) =>
+  Option.match(sentence, {
+    onNone: () => ClientSession.run(request, { replyPrefix }),
+    onSome: (sentence) => request(sentence).pipe(Effect.flatMap((reply) => Console.log(reply))),
+  })
+
+const udpClient = Command.make(
+  "udp-client",
+  { host: clientHost, port: port(ClientPort), timeout: timeout(1), attempts, message },
+  (flags) =>
+    Effect.gen(function* () {
+      const client = yield* UdpClient.UdpClient
+      yield* converse(client.request, flags.message, "")
+    }).pipe(
+      Effect.provide(UdpClient.layer({
+        host: flags.host,
+        port: flags.port,
+        attemptTimeout: Duration.millis(Math.round(flags.timeout * 1000)),
+        attempts: flags.attempts,
+      })),
+    ),
+).pipe(Command.withDescription("UDP client: sends each sentence as a datagram, resending if no reply comes"))
+
+const tcpClient = Command.make(
+  "tcp-client",
+  { host: clientHost, port: port(ClientPort), timeout: timeout(5), message },
+  (flags) =>
+    Effect.gen(function* () {
+      const client = yield* TcpClient.TcpClient
+      yield* converse(client.request, flags.message, "From Server: ")
+    }).pipe(
+      Effect.provide(TcpClient.layer({
+        host: flags.host,
+        port: flags.port,
+        connectTimeout: Duration.millis(Math.round(flags.timeout * 1000)),
+        replyTimeout: Duration.millis(Math.round(flags.timeout * 1000)),
+      })),
+    ),
+).pipe(Command.withDescription("TCP client: sends each sentence as a line over one connection"))
+
+/** The `caps` command with its subcommands. */
+export const caps = Command.make("caps").pipe(
+  Command.withDescription("capitalisation servers and clients over UDP and TCP, after the textbook's four programs"),
+  Command.withSubcommands([udpServer, tcpServer, serve, udpClient, tcpClient]),
+)
+
+/** Runs `caps` on the process's arguments. */
+export const run = Command.run(caps, { version: VERSION })

@@ -1,0 +1,26 @@
+/**
+ * A transport endpoint as caps names it in messages and logs: `host:port/udp`,
+ * with IPv6 hosts in brackets (`[::1]:12000/tcp`). Every error and ready line
+ * goes through here so that the same place is always spelled the same way.
+ */
+
+/** The two transports of the textbook chapter. */
+export type Transport = "udp" | "tcp"
+
+/** A host (name or IP literal) and port on one transport. */
+export interface Endpoint {
+  readonly host: string
+  readonly port: number
+  readonly transport: Transport
+}
+
+/** `host:port`, bracketing IPv6 literals. */
+export const formatHostPort = (host: string, port: number): string =>
+  host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
+
+/** `host:port/transport`, the form used in every message. */
+export const format = (endpoint: Endpoint): string =>
+  `${formatHostPort(endpoint.host, endpoint.port)}/${endpoint.transport}`
+
+/** Builds an endpoint. */
+export const make = (host: string, port: number, transport: Transport): Endpoint => ({ host, port, transport })

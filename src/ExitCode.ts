@@ -1,0 +1,27 @@
+/**
+ * The process exit codes of the caps programs, one per typed failure, so that
+ * scripts can tell a refused connection from a timeout without parsing text.
+ * The table in README.md is this one.
+ */
+import type * as CapsError from "./CapsError.ts"
+
+/** Exit codes for outcomes that are not a typed failure. */
+export const SUCCESS = 0
+export const INTERNAL = 1
+export const USAGE = 2
+export const INTERRUPTED = 130
+
+/** The exit code of each typed failure. */
+export const ofError: { readonly [Tag in CapsError.CapsError["_tag"]]: number } = {
+  NameNotResolved: 3,
+  ConnectionRefused: 4,
+  Unreachable: 5,
+  Timeout: 6,
+  ConnectionClosed: 7,
+  MessageTooLarge: 8,
+  MalformedInput: 9,
+  AddressInUse: 10,
+  AddressNotAvailable: 11,
+  PermissionDenied: 12,
+  NetworkError: 13,
+}

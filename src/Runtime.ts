@@ -1,0 +1,27 @@
+/**
+ * The runtimes caps supports, checked before anything else runs: the
+ * platform packages need Node 22.19 or later (or Deno 2). An older Node is
+ * usually the system one used by mistake instead of the project's pinned Node,
+ * so the message says how to get the right one.
+ */
+
+const MINIMUM_NODE = [22, 19] as const
+
+const isDeno = "Deno" in globalThis
+
+/** The running Node version, or Deno's Node-compatibility version. */
+const nodeVersion = (): ReadonlyArray<number> => process.versions.node.split(".").map(Number)
+
+/** Whether this runtime can run caps. */
+export const isSupported = (): boolean => {
+  if (isDeno) return true
+  const [major, minor] = nodeVersion()
+  return major > MINIMUM_NODE[0] || (major === MINIMUM_NODE[0] && minor >= MINIMUM_NODE[1])
+}
+
+/** Why this runtime cannot run caps, or `undefined` when it can. */
+export const problem = (): string | undefined =>
+  isSupported()
+    ? undefined
+    : `Node ${process.versions.node} is too old; caps needs Node ${MINIMUM_NODE.join(".")} or later. ` +
+      `Run it through npm (npm start, npm test), which uses the Node pinned in package.json after npm ci.`

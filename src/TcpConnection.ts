@@ -1,0 +1,138 @@
+/**
+ * One TCP connection, served from first byte to close: the `Handler` of the
+ * accept loop in `TcpListener`.
+ *
+ * The reply is the transformed byte stream of the connection. A "stream"
+ * transform answers each piece as it arrives, so input without a newline is
+ * answered at once (the textbook client sends a bare sentence and waits); a
+ * "line" transform answers each `\n`-terminated line with one line, and a
+ * final line without newline when the peer half-closes. Reads and writes
+ * alternate, so a peer that stops reading stops being read (backpressure).
+ *
+ * The peer closing is normal flow; a reset, an over-long line or invalid
+ * UTF-8 is logged with the peer and ends or affects only this connection.
+ */
+import { Effect } from "effect"
+import type { Socket } from "effect/socket"
+import * as CapsError from "./CapsError.ts"
+import * as Endpoint from "./Endpoint.ts"
+import { LineFramer } from "./LineFramer.ts"
+import type { TransformShape } from "./Transform.ts"
+import * as Utf8 from "./Utf8.ts"
+
+/** Limits applied to each connection. */
+export interface ConnectionOptions {
+  /** The longest line a "line" transform accepts, in bytes. */
+  readonly maxLineBytes: number
+}
+
+const encoder = new TextEncoder()
+const NEWLINE = new Uint8Array([0x0a])
+
+const bytesOf = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "string" ? encoder.encode(chunk) : chunk
+
+/** Maps one piece of a stream through a "stream" transform. */
+const streamReplies = (
+  transform: TransformShape,
+  decoder: Utf8.StreamDecoder,
+  chunks: ReadonlyArray<Uint8Array | string>,
+): Array<Uint8Array> => {
+  const out: Array<Uint8Array> = []
+  for (const chunk of chunks) {
+    const bytes = bytesOf(chunk)
+    if (transform.applyAscii !== undefined && decoder.atBoundary && Utf8.isAscii(bytes)) {
+      transform.applyAscii(bytes)
+      out.push(bytes)
+    } else {
+      const text = decoder.decode(bytes)
+      if (text.length > 0) out.push(encoder.encode(transform.apply(text)))
+    }
+  }
+  return out
+}
+
+const lineReply = (transform: TransformShape, line: Uint8Array, malformed: { count: number }): Uint8Array => {
+  const decoded = Utf8.decodeWhole(line)
+  malformed.count += decoded.malformed
+  return encoder.encode(transform.apply(decoded.text))
+}
+
+type End = "eof" | "reset" | "too-long"
+
+/** Serves one connection until the peer closes it, it fails, or the fiber is interrupted. */
+export const serve = (
+  socket: Socket.Socket,
+  peer: Endpoint.Endpoint,
+  transform: TransformShape,
+  options: ConnectionOptions,
+) =>
+  Effect.gen(function* () {
+    const reader = yield* socket.reader
+    const writer = yield* socket.writer
+    const decoder = new Utf8.StreamDecoder()
+    const framer = new LineFramer(options.maxLineBytes)
+    const malformed = { count: 0 }
+    let end: End = "eof"
+    let reported = 0
+
+    while (true) {
+      const chunks = yield* reader.pull.pipe(
+        Effect.catch((error) => {
+          end = error.reason._tag === "SocketCloseError" && error.reason.code === 1000 ? "eof" : "reset"
+          return Effect.succeed(undefined)
+        }),
+      )
+      if (chunks === undefined) break
+      let replies: Array<Uint8Array>
+      if (transform.framing === "stream") {
+        replies = streamReplies(transform, decoder, chunks)
+      } else {
+        replies = []
+        for (const chunk of chunks) {
+          const framed = framer.push(bytesOf(chunk))
+          if (framed._tag === "TooLong") {
+            end = "too-long"
+            yield* Effect.logWarning(
+              new CapsError.MessageTooLarge({ transport: "tcp", size: framed.size, limit: options.maxLineBytes })
+                .message + `; closing the connection from ${Endpoint.format(peer)}`,
+            )
+            break
+          }
+          for (const line of framed.lines) replies.push(lineReply(transform, line, malformed), NEWLINE)
+        }
+      }
+      const invalid = decoder.malformed + malformed.count
+      if (invalid > reported) {
+        if (reported === 0) {
+          yield* Effect.logWarning(
+            `invalid UTF-8 from ${Endpoint.format(peer)}: replaced with U+FFFD and answered; still serving`,
+          )
+        }
+        reported = invalid
+      }
+      if (replies.length > 0) {
+        const written = yield* writer.writeAll(replies as [Uint8Array, ...Array<Uint8Array>]).pipe(
+          Effect.as(true),
+          Effect.catch(() => Effect.succeed(false)),
+        )
+        if (!written) {
+          end = "reset"
+          break
+        }
+      }
+      if (end === "too-long") break
+    }
+
+    if (end === "eof") {
+      // The peer half-closed: answer what is left, then the writer's release ends our side.
+      const rest = transform.framing === "stream" ? decoder.end() : undefined
+      const last = transform.framing === "line" ? framer.end() : undefined
+      const tail = rest !== undefined && rest.length > 0
+        ? encoder.encode(transform.apply(rest))
+        : last !== undefined
+        ? lineReply(transform, last, malformed)
+        : undefined
+      if (tail !== undefined) yield* Effect.ignore(writer.write(tail))
+    }
+    return { end, malformed: decoder.malformed + malformed.count }
+  })

@@ -1,0 +1,148 @@
+/**
+ * The TCP accept loop: a listening `node:net` server owned by a scope, handing
+ * each accepted connection to a handler in a fiber of its own.
+ *
+ * It plays the part of `SocketServer` from `effect/socket`, written here
+ * because caps needs what that adapter keeps inside: half-open connections (a
+ * client may shut down writing and still read its reply), the peer address
+ * for logs, and the server's accept errors (EMFILE), which a server must see
+ * to report. Each connection still becomes a `Socket.Socket` through the
+ * platform's `NodeSocket.fromDuplex`.
+ *
+ * Guarantees: `make` returns only once the server listens, so no connection
+ * is lost between binding and serving; connection fibers live in the scope of
+ * `run`, so interrupting `run` (or closing the scope) interrupts them all and
+ * closes their sockets; a failing handler is logged and contained.
+ */
+import { NodeSocket } from "@effect/platform-node"
+import { Effect, FiberSet, Scope } from "effect"
+import type { Socket } from "effect/socket"
+import * as Net from "node:net"
+import * as CapsError from "./CapsError.ts"
+import * as Endpoint from "./Endpoint.ts"
+
+const isDeno = "Deno" in globalThis
+
+/** Where to listen. */
+export interface ListenOptions {
+  readonly host: string
+  readonly port: number
+  readonly backlog?: number | undefined
+}
+
+/** An accepted connection: the socket and who is on the other end. */
+export interface Connection {
+  readonly socket: Socket.Socket
+  readonly peer: Endpoint.Endpoint
+  /** The underlying Node socket, for options such as keep-alive and for counting. */
+  readonly raw: Net.Socket
+}
+
+/** A listening server. */
+export interface TcpListener {
+  readonly address: Endpoint.Endpoint
+  /** Serves connections until interrupted; each handler runs in its own fiber and scope. */
+  readonly run: <R>(
+    handler: (connection: Connection) => Effect.Effect<void, never, R>,
+  ) => Effect.Effect<never, never, Exclude<R, Scope.Scope>>
+  /** Stops accepting new connections; those already accepted go on. */
+  readonly stopAccepting: Effect.Effect<void>
+  /** Accept failures seen so far (EMFILE and the like). */
+  readonly acceptErrors: () => number
+}
+
+// Let queued replies flush before closing, but never hold a socket whose peer stopped reading.
+const LINGER_MILLIS = 5_000
+const release = (conn: Net.Socket): void => {
+  if (conn.destroyed) return
+  conn.destroySoon()
+  if (!conn.destroyed) setTimeout(() => conn.destroy(), LINGER_MILLIS).unref()
+}
+
+const peerOf = (conn: Net.Socket): Endpoint.Endpoint =>
+  Endpoint.make(conn.remoteAddress ?? "unknown", conn.remotePort ?? 0, "tcp")
+
+/** Listens on `options`, failing with a typed error when the address cannot be bound. */
+export const make = Effect.fnUntraced(function* (options: ListenOptions) {
+  const wanted = Endpoint.make(options.host, options.port, "tcp")
+  const server = Net.createServer({ allowHalfOpen: true, noDelay: true })
+  // Connections that arrive before `run` installs a handler wait here, paused.
+  const waiting = new Set<Net.Socket>()
+  let onConnection = (conn: Net.Socket) => {
+    waiting.add(conn)
+    conn.once("close", () => waiting.delete(conn))
+  }
+  let acceptErrors = 0
+  let onAcceptError = (_error: Error) => {}
+  server.on("connection", (conn: Net.Socket) => {
+    // Deno's node:net stops emitting `readable` after an explicit pause; its sockets start non-flowing anyway.
+    if (!isDeno) conn.pause()
+    onConnection(conn)
+  })
+
+  yield* Effect.acquireRelease(
+    Effect.callback<void, CapsError.BindError>((resume) => {
+      const onError = (error: Error) => resume(Effect.fail(CapsError.fromBindFailure(error, wanted)))
+      server.once("error", onError)
+      server.listen({ host: options.host, port: options.port, backlog: options.backlog ?? 511 }, () => {
+        server.off("error", onError)
+        // After listening, errors are accept failures: the server keeps listening and recovers.
+        server.on("error", (error) => {
+          acceptErrors++
+          onAcceptError(error)
+        })
+        resume(Effect.void)
+      })
+    }),
+    () =>
+      Effect.callback<void>((resume) => {
+        for (const conn of waiting) conn.destroy()
+        if (!server.listening) return resume(Effect.void)
+        server.close(() => resume(Effect.void))
+      }),
+  )
+
+  const bound = server.address() as Net.AddressInfo
+  const address = Endpoint.make(bound.address, bound.port, "tcp")
+
+  const run = <R>(
+    handler: (connection: Connection) => Effect.Effect<void, never, R>,
+  ): Effect.Effect<never, never, Exclude<R, Scope.Scope>> =>
+    Effect.scoped(Effect.gen(function* () {
+      const fibers = yield* FiberSet.make<void, never>()
+      const runFork = yield* FiberSet.runtime(fibers)<Exclude<R, Scope.Scope>>()
+      const logAcceptError = yield* Effect.context<never>().pipe(
+        Effect.map((context) => (error: Error) =>
+          Effect.runForkWith(context)(
+            Effect.logWarning(
+              `accept failed on ${Endpoint.format(address)}: ${error.message}; still listening, will retry`,
+            ),
+          )
+        ),
+      )
+      const serve = (conn: Net.Socket) => {
+        const socket = NodeSocket.fromDuplex(
+          Effect.acquireRelease(Effect.succeed(conn), (conn) => Effect.sync(() => release(conn))),
+        )
+        runFork(Effect.scoped(Effect.flatMap(socket, (socket) => handler({ socket, peer: peerOf(conn), raw: conn }))))
+      }
+      onConnection = serve
+      onAcceptError = logAcceptError
+      for (const conn of waiting) serve(conn)
+      waiting.clear()
+      yield* Scope.addFinalizer(
+        yield* Effect.scope,
+        Effect.sync(() => {
+          onConnection = (conn) => conn.destroy()
+          onAcceptError = () => {}
+        }),
+      )
+      return yield* Effect.never
+    }))
+
+  const stopAccepting = Effect.sync(() => {
+    if (server.listening) server.close()
+  })
+
+  return { address, run, stopAccepting, acceptErrors: () => acceptErrors } satisfies TcpListener
+})

@@ -1,0 +1,171 @@
+/**
+ * The textbook's UDPServer.py, rebuilt: binds (port 12000 by default, all
+ * interfaces), and for every datagram sends the transformed sentence back to
+ * its sender. One datagram is one sentence; invalid UTF-8 is replaced, logged
+ * with the sender, and answered.
+ *
+ * The layer binds while it is built (a bind error fails the layer, and the
+ * first datagram is never lost: it waits in the socket's receive queue), then
+ * runs the serve loop as a fiber in the layer's scope. Datagrams are read in
+ * batches and answered with one batched write. The receive queue is bounded;
+ * what overflows it is dropped and counted.
+ */
+import { NodeDatagramSocket } from "@effect/platform-node"
+import { Context, Effect, Layer } from "effect"
+import { NetAddress } from "effect/net"
+import type * as Scope from "effect/Scope"
+import type { DatagramSocket } from "effect/socket"
+import * as CapsError from "./CapsError.ts"
+import * as Endpoint from "./Endpoint.ts"
+import * as ListenAddress from "./ListenAddress.ts"
+import { Transform, type TransformShape } from "./Transform.ts"
+import * as Utf8 from "./Utf8.ts"
+
+/** The largest payload a UDP datagram can carry over IPv4. */
+export const MAX_UDP_PAYLOAD = 65_507
+
+/** How to run a UDP server; every field has a default. */
+export interface UdpServerOptions {
+  /** Interface to bind; all interfaces (IPv6 and IPv4 where the host has it) by default. */
+  readonly host?: string | undefined
+  /** Port, 12000 by default; 0 picks a free one (see `address`). */
+  readonly port?: number | undefined
+  /** Datagrams longer than this are logged and not answered; 65,507 by default. */
+  readonly maxDatagramBytes?: number | undefined
+  /** Datagrams received but not yet served; past it they are dropped and counted. 4,096 by default. */
+  readonly receiveQueue?: number | undefined
+}
+
+/** Counters of a running server. */
+export interface UdpServerStats {
+  readonly received: number
+  readonly answered: number
+  /** Dropped because the receive queue was full. */
+  readonly dropped: number
+  readonly tooLarge: number
+  readonly malformed: number
+  readonly sendErrors: number
+}
+
+/** A running UDP server. */
+export class UdpServer extends Context.Service<UdpServer, {
+  /** The bound address (with the real port when 0 was asked for). */
+  readonly address: Endpoint.Endpoint
+  readonly stats: () => UdpServerStats
+}>()("caps/UdpServer") {}
+
+const encoder = new TextEncoder()
+
+const openError = (error: DatagramSocket.DatagramSocketError, endpoint: Endpoint.Endpoint): CapsError.BindError => {
+  const reason = error.reason
+  if (reason._tag === "DatagramSocketOpenError") {
+    switch (reason.kind) {
+      case "AddressInUse":
+        return new CapsError.AddressInUse({ endpoint })
+      case "AddressNotAvailable":
+        return new CapsError.AddressNotAvailable({ endpoint })
+      case "PermissionDenied":
+        return new CapsError.PermissionDenied({ endpoint })
+    }
+  }
+  return CapsError.fromBindFailure("cause" in reason ? reason.cause : error, endpoint)
+}
+
+const bindSocket = (host: string, port: number, receiveQueue: number) => {
+  const endpoint = Endpoint.make(host, port, "udp")
+  return Effect.gen(function* () {
+    const socket = yield* NodeDatagramSocket.make({
+      bind: { address: host, port },
+      receiveBuffer: { capacity: receiveQueue, strategy: "dropping" },
+    })
+    const reader = yield* socket.reader.pipe(Effect.mapError((error) => openError(error, endpoint)))
+    const writer = yield* socket.writer
+    return { reader, writer }
+  })
+}
+
+const peerOf = (datagram: DatagramSocket.Datagram): string =>
+  Endpoint.format(Endpoint.make(NetAddress.formatHost(datagram.address), datagram.address.port, "udp"))
+
+/** One datagram's answer, or why there is none. */
+type Answer =
+  | { readonly _tag: "Reply"; readonly payload: Uint8Array; readonly malformed: boolean }
+  | { readonly _tag: "TooLarge" }
+
+const answer = (transform: TransformShape, payload: Uint8Array, maxBytes: number): Answer => {
+  if (payload.length > maxBytes) return { _tag: "TooLarge" }
+  if (transform.applyAscii !== undefined && Utf8.isAscii(payload)) {
+    // The payload is this datagram's own buffer, so it can be answered in place.
+    transform.applyAscii(payload)
+    return { _tag: "Reply", payload, malformed: false }
+  }
+  const decoded = Utf8.decodeWhole(payload)
+  return { _tag: "Reply", payload: encoder.encode(transform.apply(decoded.text)), malformed: decoded.malformed > 0 }
+}
+
+/** Binds, then serves in a fiber of the current scope. */
+export const make = (
+  options: UdpServerOptions = {},
+): Effect.Effect<UdpServer["Service"], CapsError.BindError, Scope.Scope | Transform> =>
+  Effect.gen(function* () {
+    const transform = yield* Transform
+    const port = options.port ?? 12000
+    const maxBytes = Math.min(options.maxDatagramBytes ?? MAX_UDP_PAYLOAD, MAX_UDP_PAYLOAD)
+    const { reader, writer } = yield* ListenAddress.bind(
+      options.host,
+      (host) => bindSocket(host, port, options.receiveQueue ?? 4096),
+    )
+    const address = Endpoint.make(NetAddress.formatHost(reader.address), reader.address.port, "udp")
+    const stats = { received: 0, answered: 0, tooLarge: 0, malformed: 0, sendErrors: 0 }
+
+    const serveBatch = (batch: ReadonlyArray<DatagramSocket.Datagram>) => {
+      const replies: Array<DatagramSocket.OutgoingDatagram> = []
+      const warnings: Array<string> = []
+      for (const datagram of batch) {
+        stats.received++
+        const result = answer(transform, datagram.payload, maxBytes)
+        if (result._tag === "TooLarge") {
+          stats.tooLarge++
+          warnings.push(
+            `${
+              new CapsError.MessageTooLarge({ transport: "udp", size: datagram.payload.length, limit: maxBytes })
+                .message
+            } from ${peerOf(datagram)}; not answered`,
+          )
+          continue
+        }
+        if (result.malformed) {
+          stats.malformed++
+          warnings.push(`invalid UTF-8 from ${peerOf(datagram)}: replaced with U+FFFD and answered`)
+        }
+        replies.push({ payload: result.payload, address: datagram })
+      }
+      return { replies, warnings }
+    }
+
+    const serve = Effect.gen(function* () {
+      while (true) {
+        const { replies, warnings } = serveBatch(yield* reader.pull)
+        for (const warning of warnings) yield* Effect.logWarning(warning)
+        if (replies.length === 0) continue
+        yield* writer.writeAll(replies as [DatagramSocket.OutgoingDatagram, ...Array<DatagramSocket.OutgoingDatagram>])
+          .pipe(
+            Effect.tap(() => Effect.sync(() => stats.answered += replies.length)),
+            Effect.catch((error) =>
+              Effect.sync(() => stats.sendErrors++).pipe(
+                Effect.andThen(Effect.logWarning(`sending replies from ${Endpoint.format(address)} failed`, error)),
+              )
+            ),
+          )
+      }
+    }).pipe(
+      Effect.catchCause((cause) => Effect.logError(`UDP server on ${Endpoint.format(address)} stopped`, cause)),
+    )
+
+    yield* Effect.forkScoped(serve)
+    return UdpServer.of({ address, stats: () => ({ ...stats, dropped: reader.dropped() }) })
+  })
+
+/** A layer that runs a UDP server for as long as it is in use. */
+export const layer = (options: UdpServerOptions = {}): Layer.Layer<UdpServer, CapsError.BindError, Transform> =>
+  Layer.effect(UdpServer, make(options))

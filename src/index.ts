@@ -1,0 +1,21 @@
+/**
+ * caps, the library: the textbook's UDP and TCP capitalisation servers and
+ * clients as Effect services and layers. The CLI (`main.ts`) is built from
+ * exactly these modules.
+ *
+ * Layout (one concept per module):
+ * - `UdpServer`, `TcpServer`, `UdpClient`, `TcpClient`: the textbook's four programs.
+ * - `TcpListener` (accept loop) and `TcpConnection` (one connection), under `TcpServer`.
+ * - `Transform`: what a server does to a sentence, pluggable.
+ * - `LineFramer`, `Utf8`: the pure protocol, framing and decoding, apart from I/O.
+ * - `CapsError`: the typed failures; `Endpoint`: how places are named in messages.
+ */
+export * as CapsError from "./CapsError.ts"
+export * as Endpoint from "./Endpoint.ts"
+export * as LineFramer from "./LineFramer.ts"
+export * as TcpClient from "./TcpClient.ts"
+export * as TcpServer from "./TcpServer.ts"
+export * as Transform from "./Transform.ts"
+export * as UdpClient from "./UdpClient.ts"
+export * as UdpServer from "./UdpServer.ts"
+export * as Utf8 from "./Utf8.ts"

@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+/**
+ * The `caps` executable: `node src/main.ts <command>` or
+ * `deno run --allow-net --allow-env src/main.ts <command>`.
+ *
+ * The edge of the program: it runs the CLI on the platform's services and
+ * turns the outcome into one line on stderr and a documented exit code
+ * (`ExitCode.ts`). SIGINT and SIGTERM interrupt the program, so every socket
+ * is closed by its scope on the way out.
+ */
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Cause, Effect, Exit, Layer, Logger } from "effect"
+import { CliError, CliOutput } from "effect/cli"
+import * as Cli from "./Cli.ts"
+import * as ExitCode from "./ExitCode.ts"
+import * as Runtime from "./Runtime.ts"
+
+// Usage errors are one line, not the whole help page.
+const presenter = CliOutput.layerPresenter({
+  present: (event) => {
+    switch (event._tag) {
+      case "InvalidInvocation": {
+        const problems = event.errors.map((error) => error.message.replaceAll("\n", " ")).join("; ")
+        const command = event.commandPath.join(" ")
+        return Effect.sync(() => process.stderr.write(`${command}: ${problems} (see ${command} --help)\n`))
+      }
+      default:
+        return CliOutput.defaultPresenter.present(event)
+    }
+  },
+})
+
+const exitCodeOf = (exit: Exit.Exit<unknown, unknown>): number => {
+  if (Exit.isSuccess(exit)) return ExitCode.SUCCESS
+  const error = Cause.findErrorOption(exit.cause)
+  if (error._tag === "Some") {
+    const failure = error.value
+    if (CliError.isCliError(failure)) return ExitCode.USAGE
+    const tag = (failure as { _tag?: string })._tag
+    if (tag !== undefined && tag in ExitCode.ofError) return ExitCode.ofError[tag as keyof typeof ExitCode.ofError]
+    return ExitCode.INTERNAL
+  }
+  if (Cause.hasInterruptsOnly(exit.cause)) {
+    return Cli.shutdown.byInterruptIsSuccess ? ExitCode.SUCCESS : ExitCode.INTERRUPTED
+  }
+  return ExitCode.INTERNAL
+}
+
+const report = (cause: Cause.Cause<unknown>) =>
+  Effect.sync(() => {
+    const error = Cause.findErrorOption(cause)
+    if (error._tag === "Some") {
+      if (CliError.isCliError(error.value)) return
+      process.stderr.write(`caps: ${(error.value as Error).message}\n`)
+    } else if (!Cause.hasInterruptsOnly(cause)) {
+      process.stderr.write(`caps: internal error\n${Cause.pretty(cause)}\n`)
+    }
+  })
+
+const unsupported = Runtime.problem()
+if (unsupported !== undefined) {
+  process.stderr.write(`caps: ${unsupported}\n`)
+  process.exit(ExitCode.INTERNAL)
+}
+
+Cli.run.pipe(
+  Effect.tapCause(report),
+  Effect.provide(Layer.mergeAll(NodeServices.layer, presenter, Layer.succeed(Logger.LogToStderr, true))),
+  NodeRuntime.runMain({
+    disableErrorReporting: true,
+    teardown: (exit, onExit) => onExit(exitCodeOf(exit)),
+  }),
+)
