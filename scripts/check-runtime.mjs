@@ -8,7 +8,7 @@ if (!ok) {
   console.error(
     `\n  caps: unsupported runtime: Node ${process.versions.node} at ${process.execPath}\n` +
       `  caps needs Node >= 22.19. The project pins one as a devDependency (package.json "node");\n` +
-      `  run \`npm ci\` (with install scripts allowed) so that npm scripts use it.\n`
+      `  run \`npm ci\` (with install scripts allowed) so that npm scripts use it.\n`,
   )
   process.exit(1)
 }

@@ -187,6 +187,8 @@ export const fromBindFailure = (cause: unknown, endpoint: Endpoint.Endpoint): Bi
       return new AddressInUse({ endpoint })
     case "EADDRNOTAVAIL":
     case "EAFNOSUPPORT":
+    // Deno's node:net reports a listen on an address the host lacks as EINVAL.
+    case "EINVAL":
       return new AddressNotAvailable({ endpoint })
     case "EACCES":
     case "EPERM":

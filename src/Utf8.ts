@@ -31,24 +31,18 @@ const countEncodedReplacements = (bytes: Uint8Array): number => {
   return n
 }
 
-// Conservative: true unless the last character of `bytes` is visibly complete.
-const mayEndMidCharacter = (bytes: Uint8Array): boolean => {
+const sequenceLength = (lead: number): number =>
+  lead < 0x80 ? 1 : (lead & 0xe0) === 0xc0 ? 2 : (lead & 0xf0) === 0xe0 ? 3 : (lead & 0xf8) === 0xf0 ? 4 : 1
+
+// How many continuation bytes the decoder still waits for after `bytes`, given how many it waited for
+// before. Only the tail matters: the last lead byte within four bytes of the end decides.
+const stillNeeded = (bytes: Uint8Array, before: number): number => {
   const length = bytes.length
   for (let back = 1; back <= 4 && back <= length; back++) {
     const byte = bytes[length - back]
-    if ((byte & 0xc0) === 0x80) continue
-    const needed = byte < 0x80
-      ? 1
-      : (byte & 0xe0) === 0xc0
-      ? 2
-      : (byte & 0xf0) === 0xe0
-      ? 3
-      : (byte & 0xf8) === 0xf0
-      ? 4
-      : 1
-    return back < needed
+    if ((byte & 0xc0) !== 0x80) return Math.max(0, sequenceLength(byte) - back)
   }
-  return length > 0
+  return length >= 4 ? 0 : Math.max(0, before - length)
 }
 
 /** Decodes one whole datagram; `malformed` counts the invalid sequences replaced by U+FFFD. */
@@ -62,19 +56,19 @@ const wholeDecoder = new TextDecoder("utf-8", { ignoreBOM: true })
 /** A streaming decoder for one connection. */
 export class StreamDecoder {
   readonly #decoder = new TextDecoder("utf-8", { ignoreBOM: true })
-  #midCharacter = false
+  #needed = 0
   /** Invalid sequences replaced so far. */
   malformed = 0
 
   /** True when no partial character is held back, so ASCII bytes may bypass the decoder. */
   get atBoundary(): boolean {
-    return !this.#midCharacter
+    return this.#needed === 0
   }
 
   /** Decodes the next piece of the stream, holding back a trailing partial character. */
   decode(bytes: Uint8Array): string {
     const text = this.#decoder.decode(bytes, { stream: true })
-    this.#midCharacter = mayEndMidCharacter(bytes)
+    this.#needed = stillNeeded(bytes, this.#needed)
     this.#count(text, bytes)
     return text
   }
@@ -82,7 +76,7 @@ export class StreamDecoder {
   /** Ends the stream: a partial character left over is invalid and becomes U+FFFD. */
   end(): string {
     const text = this.#decoder.decode()
-    this.#midCharacter = false
+    this.#needed = 0
     this.#count(text, new Uint8Array(0))
     return text
   }

@@ -1,0 +1,54 @@
+// The transforms on their own: `upper` equals Python's str.upper() for
+// arbitrary Unicode, its ASCII fast path agrees with it, and `count` counts.
+import { assert, describe, it } from "@effect/vitest"
+import { Result } from "effect"
+import * as fc from "fast-check"
+import * as Transform from "../src/Transform.ts"
+import { expectedUpper } from "./support/Oracle.ts"
+
+describe("Transform", () => {
+  it("upper follows Unicode full case mapping as Python does (ß -> SS, ﬃ -> FFI, ΐ -> Ϊ́)", () => {
+    const samples = ["straße", "ﬃ", "ΐ", "ǆ", "ŉ", "hello world", "İstanbul", "ﬀ ﬆ", "ᾳ"]
+    assert.deepStrictEqual(samples.map(Transform.upper.apply), expectedUpper(samples))
+  })
+
+  it("upper equals Python's str.upper() for arbitrary Unicode strings", () => {
+    const texts = fc.sample(fc.string({ unit: "binary", maxLength: 40 }), { numRuns: 500, seed: 42 })
+    const expected = expectedUpper(texts)
+    texts.forEach((text, i) => assert.strictEqual(Transform.upper.apply(text), expected[i], JSON.stringify(text)))
+  })
+
+  it("upper's in-place ASCII path gives the same bytes as decoding, upper-casing and encoding", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: fc.integer({ min: 0, max: 127 }).map((c) => String.fromCharCode(c)) }), (text) => {
+        const bytes = new TextEncoder().encode(text)
+        Transform.upper.applyAscii!(bytes)
+        assert.strictEqual(new TextDecoder().decode(bytes), text.toUpperCase())
+      }),
+    )
+  })
+
+  it("upper never grows UTF-8 by more than 3x (the amplification bound)", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: "binary" }), (text) => {
+        const size = (s: string) => new TextEncoder().encode(s).length
+        assert.isAtMost(size(Transform.upper.apply(text)), 3 * size(text))
+      }),
+    )
+  })
+
+  it("count counts one letter, case-sensitively, including non-ASCII letters", () => {
+    assert.strictEqual(Transform.count("s").apply("she sells sea shells"), "6")
+    assert.strictEqual(Transform.count("s").apply("SSS"), "0")
+    assert.strictEqual(Transform.count("ß").apply("straße ß"), "2")
+    assert.strictEqual(Transform.count("😀").apply("😀a😀"), "2")
+  })
+
+  it("parses specs and rejects unknown ones with a message", () => {
+    assert.strictEqual(Result.getOrThrow(Transform.fromSpec("upper")).name, "upper")
+    assert.strictEqual(Result.getOrThrow(Transform.fromSpec("count:s")).name, "count:s")
+    for (const bad of ["lower", "count:", "count:ab", "count:\n", ""]) {
+      assert.isTrue(Result.isFailure(Transform.fromSpec(bad)))
+    }
+  })
+})

@@ -1,0 +1,143 @@
+// The UDP server against raw loopback datagrams: it answers each sender,
+// never loses the first datagram, replaces invalid UTF-8, refuses oversized
+// datagrams without dying, and frees its port when its scope closes.
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Layer, Scope } from "effect"
+import * as Transform from "../src/Transform.ts"
+import * as UdpServer from "../src/UdpServer.ts"
+import { openFds, udpExchange } from "./support/Sockets.ts"
+
+const withServer = <A, E>(
+  test: (server: UdpServer.UdpServer["Service"]) => Effect.Effect<A, E>,
+  options: UdpServer.UdpServerOptions = {},
+  transform: Transform.TransformShape = Transform.upper,
+) =>
+  UdpServer.UdpServer.use(test).pipe(
+    Effect.provide(
+      UdpServer.layer({ host: "127.0.0.1", port: 0, ...options }).pipe(Layer.provide(Transform.layer(transform))),
+    ),
+  )
+
+const exchange = (port: number, payload: Uint8Array | string, options?: Parameters<typeof udpExchange>[2]) =>
+  Effect.promise(() => udpExchange(port, payload, options))
+
+describe("UdpServer", () => {
+  it.live("answers each datagram with the upper-cased sentence, to its own sender", () =>
+    withServer((server) =>
+      Effect.gen(function* () {
+        const [one, two] = yield* Effect.all([
+          exchange(server.address.port, "from one"),
+          exchange(server.address.port, "from two, straße", { from: "127.0.0.2" }),
+        ], { concurrency: 2 })
+        assert.strictEqual(one.toString(), "FROM ONE")
+        assert.strictEqual(two.toString(), "FROM TWO, STRASSE")
+        assert.strictEqual(server.stats().answered, 2)
+      })
+    ))
+
+  it.live("answers the first datagram sent the moment the layer is built", () =>
+    withServer((server) =>
+      Effect.gen(function* () {
+        // No delay at all: binding happened while the layer was built.
+        const reply = yield* exchange(server.address.port, "first")
+        assert.strictEqual(reply.toString(), "FIRST")
+      })
+    ))
+
+  it.live("replaces invalid UTF-8 with U+FFFD, answers, and keeps serving", () =>
+    withServer((server) =>
+      Effect.gen(function* () {
+        const reply = yield* exchange(server.address.port, new Uint8Array([0x61, 0xc3, 0x28, 0x62]))
+        assert.strictEqual(reply.toString(), "A\uFFFD(B")
+        assert.strictEqual(server.stats().malformed, 1)
+        assert.strictEqual((yield* exchange(server.address.port, "after")).toString(), "AFTER")
+      })
+    ))
+
+  it.live("does not answer a datagram over the configured maximum, and keeps serving", () =>
+    withServer(
+      (server) =>
+        Effect.gen(function* () {
+          const lost = yield* Effect.promise(() =>
+            udpExchange(server.address.port, "x".repeat(101), { timeoutMs: 200 }).then(() => false, () => true)
+          )
+          assert.isTrue(lost)
+          assert.strictEqual(server.stats().tooLarge, 1)
+          assert.strictEqual((yield* exchange(server.address.port, "x".repeat(100))).toString(), "X".repeat(100))
+        }),
+      { maxDatagramBytes: 100 },
+    ))
+
+  it.live("answers the largest datagram UDP can carry (65,507 bytes)", () =>
+    withServer((server) =>
+      Effect.gen(function* () {
+        const reply = yield* exchange(server.address.port, "a".repeat(UdpServer.MAX_UDP_PAYLOAD))
+        assert.strictEqual(reply.length, UdpServer.MAX_UDP_PAYLOAD)
+        assert.strictEqual(reply[0], 0x41)
+      })
+    ))
+
+  it.live("count answers with the number of the letter in the datagram", () =>
+    withServer(
+      (server) =>
+        Effect.gen(function* () {
+          assert.strictEqual((yield* exchange(server.address.port, "she sells sea shells")).toString(), "6")
+        }),
+      {},
+      Transform.count("s"),
+    ))
+
+  it.live("by default binds all interfaces, answering over IPv4 and IPv6", () =>
+    withServer(
+      (server) =>
+        Effect.gen(function* () {
+          assert.strictEqual(server.address.host, "::")
+          assert.strictEqual((yield* exchange(server.address.port, "four")).toString(), "FOUR")
+          assert.strictEqual((yield* exchange(server.address.port, "six", { host: "::1" })).toString(), "SIX")
+        }),
+      { host: undefined },
+    ))
+
+  it.live("fails to bind a port in use with AddressInUse", () =>
+    withServer((server) =>
+      Effect.gen(function* () {
+        const error = yield* UdpServer.make({ host: "127.0.0.1", port: server.address.port }).pipe(
+          Effect.provide(Transform.layer(Transform.upper)),
+          Effect.scoped,
+          Effect.flip,
+        )
+        assert.strictEqual(error._tag, "AddressInUse")
+        assert.strictEqual(error.message, `address already in use: 127.0.0.1:${server.address.port}/udp`)
+      })
+    ))
+
+  it.live("fails to bind an address this host does not have with AddressNotAvailable", () =>
+    Effect.gen(function* () {
+      const error = yield* UdpServer.make({ host: "192.0.2.1", port: 0 }).pipe(
+        Effect.provide(Transform.layer(Transform.upper)),
+        Effect.scoped,
+        Effect.flip,
+      )
+      assert.strictEqual(error._tag, "AddressNotAvailable")
+    }))
+
+  it.live("closing the scope frees the port and leaks no descriptors", () =>
+    Effect.gen(function* () {
+      const before = openFds()
+      const scope = yield* Scope.make()
+      const server = yield* UdpServer.make({ host: "127.0.0.1", port: 0 }).pipe(
+        Scope.provide(scope),
+        Effect.provide(Transform.layer(Transform.upper)),
+      )
+      assert.strictEqual((yield* exchange(server.address.port, "x")).toString(), "X")
+      yield* Scope.close(scope, Exit.void)
+      yield* Effect.sleep("50 millis")
+      assert.isAtMost(openFds(), before)
+      // The same port can be bound again at once.
+      const again = yield* UdpServer.make({ host: "127.0.0.1", port: server.address.port }).pipe(
+        Effect.provide(Transform.layer(Transform.upper)),
+        Effect.scoped,
+      )
+      assert.strictEqual(again.address.port, server.address.port)
+    }))
+})
