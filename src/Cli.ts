@@ -29,7 +29,7 @@ const PositiveInt = Schema.Int.check(Schema.isGreaterThan(0))
 
 const port = (schema: typeof Port) =>
   Flag.Int("port").pipe(
-    Flag.withDescription("port number (env CAPS_PORT)"),
+    Flag.withDescription("port number; default 12000 (env CAPS_PORT)"),
     Flag.withFallbackConfig(Config.Int("CAPS_PORT")),
     Flag.withDefault(12000),
     Flag.withSchema(schema),
@@ -42,13 +42,15 @@ const serverHost = Flag.String("host").pipe(
 )
 
 const clientHost = Flag.String("host").pipe(
-  Flag.withDescription("server host name or address (env CAPS_HOST)"),
+  Flag.withDescription("server host name or address; default localhost (env CAPS_HOST)"),
   Flag.withFallbackConfig(Config.String("CAPS_HOST")),
   Flag.withDefault("localhost"),
 )
 
 const transform = Flag.String("transform").pipe(
-  Flag.withDescription("what the server does to each sentence: upper, or count:<letter> (env CAPS_TRANSFORM)"),
+  Flag.withDescription(
+    "what the server does to each sentence: upper (default), or count:<letter> (env CAPS_TRANSFORM)",
+  ),
   Flag.withFallbackConfig(Config.String("CAPS_TRANSFORM")),
   Flag.withDefault("upper"),
   Flag.filterMap(
@@ -57,16 +59,109 @@ const transform = Flag.String("transform").pipe(
   ),
 )
 
-const maxLineBytes = Flag.Int("max-line-bytes").pipe(
-  Flag.withDescription("longest TCP line a line transform accepts, in bytes (env CAPS_MAX_LINE_BYTES)"),
-  Flag.withFallbackConfig(Config.Int("CAPS_MAX_LINE_BYTES")),
-  Flag.withDefault(TcpServer.DEFAULT_MAX_LINE_BYTES),
-  Flag.withSchema(PositiveInt),
-)
+const intFlag = (name: string, env: string, description: string, fallback: number, schema = PositiveInt) =>
+  Flag.Int(name).pipe(
+    Flag.withDescription(`${description}; default ${fallback} (env ${env})`),
+    Flag.withFallbackConfig(Config.Int(env)),
+    Flag.withDefault(fallback),
+    Flag.withSchema(schema),
+  )
+
+const secondsFlag = (name: string, env: string, description: string, fallback: number) =>
+  Flag.Finite(name).pipe(
+    Flag.withDescription(`${description}; default ${fallback} (env ${env})`),
+    Flag.withFallbackConfig(Config.Finite(env)),
+    Flag.withDefault(fallback),
+    Flag.withSchema(Positive),
+  )
+
+const seconds = (value: number) => Duration.millis(Math.round(value * 1000))
+
+/** Flags of both servers. */
+const serverFlags = {
+  host: serverHost,
+  port: port(ServerPort),
+  transform,
+  drainTimeout: secondsFlag(
+    "drain-timeout",
+    "CAPS_DRAIN_TIMEOUT",
+    "seconds a shutdown waits for busy TCP connections",
+    Duration.toSeconds(TcpServer.DEFAULT_DRAIN_TIMEOUT),
+  ),
+}
+
+/** Flags of the TCP server. */
+const tcpFlags = {
+  maxLineBytes: intFlag(
+    "max-line-bytes",
+    "CAPS_MAX_LINE_BYTES",
+    "longest TCP line a line transform accepts, in bytes",
+    TcpServer.DEFAULT_MAX_LINE_BYTES,
+  ),
+  maxConnections: intFlag(
+    "max-connections",
+    "CAPS_MAX_CONNECTIONS",
+    "TCP connections served at once; more are closed at once",
+    TcpServer.DEFAULT_MAX_CONNECTIONS,
+  ),
+  idleTimeout: secondsFlag(
+    "idle-timeout",
+    "CAPS_IDLE_TIMEOUT",
+    "seconds without bytes after which a TCP connection is closed",
+    Duration.toSeconds(TcpServer.DEFAULT_IDLE_TIMEOUT),
+  ),
+}
+
+/** Flags of the UDP server. */
+const udpFlags = {
+  maxDatagramBytes: intFlag(
+    "max-datagram-bytes",
+    "CAPS_MAX_DATAGRAM_BYTES",
+    "longest datagram answered, in bytes",
+    UdpServer.MAX_UDP_PAYLOAD,
+    Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: UdpServer.MAX_UDP_PAYLOAD })),
+  ),
+  receiveQueue: intFlag(
+    "receive-queue",
+    "CAPS_RECEIVE_QUEUE",
+    "datagrams queued before serving; more are dropped and counted",
+    UdpServer.DEFAULT_RECEIVE_QUEUE,
+  ),
+  rateLimit: intFlag(
+    "rate-limit",
+    "CAPS_RATE_LIMIT",
+    "datagrams a second served per source IP, bursts of twice that; 0 for no limit",
+    0,
+    Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
+  ),
+}
+
+type ServerFlags = Command.Command.Config.Infer<typeof serverFlags>
+type TcpFlags = Command.Command.Config.Infer<typeof tcpFlags>
+type UdpFlags = Command.Command.Config.Infer<typeof udpFlags>
+
+const udpLayer = (flags: ServerFlags & UdpFlags) =>
+  UdpServer.layer({
+    host: Option.getOrUndefined(flags.host),
+    port: flags.port,
+    maxDatagramBytes: flags.maxDatagramBytes,
+    receiveQueue: flags.receiveQueue,
+    rateLimit: flags.rateLimit === 0 ? undefined : { perSecond: flags.rateLimit, burst: 2 * flags.rateLimit },
+  })
+
+const tcpLayer = (flags: ServerFlags & TcpFlags) =>
+  TcpServer.layer({
+    host: Option.getOrUndefined(flags.host),
+    port: flags.port,
+    maxLineBytes: flags.maxLineBytes,
+    maxConnections: flags.maxConnections,
+    idleTimeout: seconds(flags.idleTimeout),
+    drainTimeout: seconds(flags.drainTimeout),
+  })
 
 const timeout = (seconds: number) =>
   Flag.Finite("timeout").pipe(
-    Flag.withDescription(`seconds to wait for a reply (env CAPS_TIMEOUT)`),
+    Flag.withDescription(`seconds to wait for a reply; default ${seconds} (env CAPS_TIMEOUT)`),
     Flag.withFallbackConfig(Config.Finite("CAPS_TIMEOUT")),
     Flag.withDefault(seconds),
     Flag.withSchema(Positive),
@@ -101,43 +196,29 @@ const serveForever = Effect.sync(() => {
 
 const udpServer = Command.make(
   "udp-server",
-  { host: serverHost, port: port(ServerPort), transform },
+  { ...serverFlags, ...udpFlags },
   (flags) =>
     Effect.gen(function* () {
       const server = yield* UdpServer.UdpServer
       yield* ready("udp-server", server.address, flags.transform.name)
       return yield* serveForever
-    }).pipe(
-      Effect.provide(
-        UdpServer.layer({ host: Option.getOrUndefined(flags.host), port: flags.port }).pipe(
-          Layer.provide(Transform.layer(flags.transform)),
-        ),
-      ),
-    ),
+    }).pipe(Effect.provide(udpLayer(flags).pipe(Layer.provide(Transform.layer(flags.transform))))),
 ).pipe(Command.withDescription("UDP server: answers each datagram with the transformed sentence"))
 
 const tcpServer = Command.make(
   "tcp-server",
-  { host: serverHost, port: port(ServerPort), transform, maxLineBytes },
+  { ...serverFlags, ...tcpFlags },
   (flags) =>
     Effect.gen(function* () {
       const server = yield* TcpServer.TcpServer
       yield* ready("tcp-server", server.address, flags.transform.name)
       return yield* serveForever
-    }).pipe(
-      Effect.provide(
-        TcpServer.layer({
-          host: Option.getOrUndefined(flags.host),
-          port: flags.port,
-          maxLineBytes: flags.maxLineBytes,
-        }).pipe(Layer.provide(Transform.layer(flags.transform))),
-      ),
-    ),
+    }).pipe(Effect.provide(tcpLayer(flags).pipe(Layer.provide(Transform.layer(flags.transform))))),
 ).pipe(Command.withDescription("TCP server: serves many connections at once, answering the transformed stream"))
 
 const serve = Command.make(
   "serve",
-  { host: serverHost, port: port(ServerPort), transform, maxLineBytes },
+  { ...serverFlags, ...udpFlags, ...tcpFlags },
   (flags) =>
     Effect.gen(function* () {
       const udp = yield* UdpServer.UdpServer
@@ -146,16 +227,9 @@ const serve = Command.make(
       yield* ready("tcp-server", tcp.address, flags.transform.name)
       return yield* serveForever
     }).pipe(
+      // With port 0 each server takes whatever port it gets; otherwise both use the same number.
       Effect.provide(
-        Layer.mergeAll(
-          UdpServer.layer({ host: Option.getOrUndefined(flags.host), port: flags.port }),
-          TcpServer.layer({
-            host: Option.getOrUndefined(flags.host),
-            // With port 0 the TCP server takes whatever port it gets; otherwise the same number as UDP.
-            port: flags.port,
-            maxLineBytes: flags.maxLineBytes,
-          }),
-        ).pipe(Layer.provide(Transform.layer(flags.transform))),
+        Layer.mergeAll(udpLayer(flags), tcpLayer(flags)).pipe(Layer.provide(Transform.layer(flags.transform))),
       ),
     ),
 ).pipe(Command.withDescription("both servers, UDP and TCP, on the same port number"))
@@ -181,7 +255,7 @@ const udpClient = Command.make(
       Effect.provide(UdpClient.layer({
         host: flags.host,
         port: flags.port,
-        attemptTimeout: Duration.millis(Math.round(flags.timeout * 1000)),
+        attemptTimeout: seconds(flags.timeout),
         attempts: flags.attempts,
       })),
     ),
@@ -198,8 +272,8 @@ const tcpClient = Command.make(
       Effect.provide(TcpClient.layer({
         host: flags.host,
         port: flags.port,
-        connectTimeout: Duration.millis(Math.round(flags.timeout * 1000)),
-        replyTimeout: Duration.millis(Math.round(flags.timeout * 1000)),
+        connectTimeout: seconds(flags.timeout),
+        replyTimeout: seconds(flags.timeout),
       })),
     ),
 ).pipe(Command.withDescription("TCP client: sends each sentence as a line over one connection"))

@@ -22,5 +22,13 @@ export const formatHostPort = (host: string, port: number): string =>
 export const format = (endpoint: Endpoint): string =>
   `${formatHostPort(endpoint.host, endpoint.port)}/${endpoint.transport}`
 
+// Dual-stack sockets report IPv4 peers as IPv4-mapped IPv6 (`::ffff:127.0.0.1`); people know them as IPv4.
+const unmapped = (host: string): string =>
+  host.startsWith("::ffff:") && host.includes(".") ? host.slice("::ffff:".length) : host
+
 /** Builds an endpoint. */
-export const make = (host: string, port: number, transport: Transport): Endpoint => ({ host, port, transport })
+export const make = (host: string, port: number, transport: Transport): Endpoint => ({
+  host: unmapped(host),
+  port,
+  transport,
+})

@@ -26,6 +26,20 @@ export interface ConnectionOptions {
   readonly maxLineBytes: number
 }
 
+/**
+ * What the server and the connection tell each other during a graceful
+ * shutdown: a connection waiting for bytes is `idle` (it can be closed at
+ * once); once `draining` is set, a busy connection stops after writing the
+ * replies it owes.
+ */
+export interface ConnectionControl {
+  idle: boolean
+  draining: boolean
+}
+
+/** How a connection ended: the peer closed it, it broke, its line was too long, or the server drained it. */
+export type End = "eof" | "reset" | "too-long" | "drained"
+
 const encoder = new TextEncoder()
 const NEWLINE = new Uint8Array([0x0a])
 
@@ -57,14 +71,13 @@ const lineReply = (transform: TransformShape, line: Uint8Array, malformed: { cou
   return encoder.encode(transform.apply(decoded.text))
 }
 
-type End = "eof" | "reset" | "too-long"
-
 /** Serves one connection until the peer closes it, it fails, or the fiber is interrupted. */
 export const serve = (
   socket: Socket.Socket,
   peer: Endpoint.Endpoint,
   transform: TransformShape,
   options: ConnectionOptions,
+  control: ConnectionControl = { idle: false, draining: false },
 ) =>
   Effect.gen(function* () {
     const reader = yield* socket.reader
@@ -76,12 +89,14 @@ export const serve = (
     let reported = 0
 
     while (true) {
+      control.idle = true
       const chunks = yield* reader.pull.pipe(
         Effect.catch((error) => {
           end = error.reason._tag === "SocketCloseError" && error.reason.code === 1000 ? "eof" : "reset"
           return Effect.succeed(undefined)
         }),
       )
+      control.idle = false
       if (chunks === undefined) break
       let replies: Array<Uint8Array>
       if (transform.framing === "stream") {
@@ -121,6 +136,10 @@ export const serve = (
         }
       }
       if (end === "too-long") break
+      if (control.draining) {
+        end = "drained"
+        break
+      }
     }
 
     if (end === "eof") {

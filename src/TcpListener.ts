@@ -23,11 +23,17 @@ import * as Endpoint from "./Endpoint.ts"
 
 const isDeno = "Deno" in globalThis
 
-/** Where to listen. */
+/** Where to listen, and how many connections to hold at most. */
 export interface ListenOptions {
   readonly host: string
   readonly port: number
   readonly backlog?: number | undefined
+  /**
+   * Connections served at once. One past it is accepted and closed at once,
+   * so its client learns at once instead of waiting in the kernel's queue,
+   * and the server never runs out of descriptors because of clients.
+   */
+  readonly maxConnections?: number | undefined
 }
 
 /** An accepted connection: the socket and who is on the other end. */
@@ -49,6 +55,8 @@ export interface TcpListener {
   readonly stopAccepting: Effect.Effect<void>
   /** Accept failures seen so far (EMFILE and the like). */
   readonly acceptErrors: () => number
+  /** Connections closed at once because `maxConnections` were open. */
+  readonly rejected: () => number
 }
 
 // Let queued replies flush before closing, but never hold a socket whose peer stopped reading.
@@ -74,7 +82,18 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
   }
   let acceptErrors = 0
   let onAcceptError = (_error: Error) => {}
+  const maxConnections = options.maxConnections ?? Infinity
+  let open = 0
+  let rejected = 0
+  let onRejected = () => {}
   server.on("connection", (conn: Net.Socket) => {
+    if (open >= maxConnections) {
+      rejected++
+      conn.destroy()
+      return onRejected()
+    }
+    open++
+    conn.once("close", () => open--)
     // Deno's node:net stops emitting `readable` after an explicit pause; its sockets start non-flowing anyway.
     if (!isDeno) conn.pause()
     onConnection(conn)
@@ -111,15 +130,23 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
     Effect.scoped(Effect.gen(function* () {
       const fibers = yield* FiberSet.make<void, never>()
       const runFork = yield* FiberSet.runtime(fibers)<Exclude<R, Scope.Scope>>()
-      const logAcceptError = yield* Effect.context<never>().pipe(
-        Effect.map((context) => (error: Error) =>
-          Effect.runForkWith(context)(
-            Effect.logWarning(
-              `accept failed on ${Endpoint.format(address)}: ${error.message}; still listening, will retry`,
-            ),
-          )
-        ),
-      )
+      const runLog = Effect.runForkWith(yield* Effect.context<never>())
+      const logAcceptError = (error: Error) =>
+        runLog(Effect.logWarning(
+          `accept failed on ${Endpoint.format(address)}: ${CapsError.errno(error) ?? "error"} (${error.message}); ` +
+            `still listening`,
+        ))
+      // At most one line a second, however many connections are turned away.
+      let lastRejectLog = 0
+      const logRejected = () => {
+        const now = Date.now()
+        if (now - lastRejectLog < 1000) return
+        lastRejectLog = now
+        runLog(Effect.logWarning(
+          `connection limit of ${maxConnections} reached on ${Endpoint.format(address)}: ` +
+            `closing new connections at once (${rejected} so far)`,
+        ))
+      }
       const serve = (conn: Net.Socket) => {
         const socket = NodeSocket.fromDuplex(
           Effect.acquireRelease(Effect.succeed(conn), (conn) => Effect.sync(() => release(conn))),
@@ -128,6 +155,7 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
       }
       onConnection = serve
       onAcceptError = logAcceptError
+      onRejected = logRejected
       for (const conn of waiting) serve(conn)
       waiting.clear()
       yield* Scope.addFinalizer(
@@ -135,6 +163,7 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
         Effect.sync(() => {
           onConnection = (conn) => conn.destroy()
           onAcceptError = () => {}
+          onRejected = () => {}
         }),
       )
       return yield* Effect.never
@@ -144,5 +173,11 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
     if (server.listening) server.close()
   })
 
-  return { address, run, stopAccepting, acceptErrors: () => acceptErrors } satisfies TcpListener
+  return {
+    address,
+    run,
+    stopAccepting,
+    acceptErrors: () => acceptErrors,
+    rejected: () => rejected,
+  } satisfies TcpListener
 })

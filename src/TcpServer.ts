@@ -4,11 +4,17 @@
  * answers with the transformed byte stream of the connection.
  *
  * The layer binds while it is built, so a bind error fails the layer and no
- * connection is missed; the accept loop is a fiber in the layer's scope, so
- * closing the scope stops accepting, interrupts every connection and closes
- * every socket.
+ * connection is missed; the accept loop is a fiber in the layer's scope.
+ *
+ * Shutdown, when the scope closes (SIGINT/SIGTERM for the CLI), step by step:
+ * 1. stop accepting: the listening socket is closed, new connections are refused;
+ * 2. close idle connections (waiting for bytes) at once, flushing what they owe;
+ * 3. let busy connections write the replies they owe, then close them;
+ * 4. after the drain deadline (5 s by default), interrupt what remains, which
+ *    closes its socket;
+ * 5. log one line saying how many connections finished and how many were cut.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Duration, Effect, Fiber, Layer } from "effect"
 import type * as Scope from "effect/Scope"
 import type * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
@@ -25,6 +31,12 @@ export interface TcpServerOptions {
   readonly port?: number | undefined
   /** Longest line a line transform accepts, 64 KiB by default. */
   readonly maxLineBytes?: number | undefined
+  /** Connections served at once, 10,000 by default; more are accepted and closed at once. */
+  readonly maxConnections?: number | undefined
+  /** A connection with no bytes in either direction for this long is closed; 60 s by default. */
+  readonly idleTimeout?: Duration.Input | undefined
+  /** How long shutdown waits for busy connections before cutting them; 5 s by default. */
+  readonly drainTimeout?: Duration.Input | undefined
   /** Length of the kernel's queue of connections not yet accepted. */
   readonly backlog?: number | undefined
 }
@@ -33,6 +45,9 @@ export interface TcpServerOptions {
 export interface TcpServerStats {
   readonly connectionsOpen: number
   readonly connectionsTotal: number
+  /** Closed at once because the connection limit was reached. */
+  readonly connectionsRejected: number
+  readonly idleTimeouts: number
   readonly malformedConnections: number
   readonly acceptErrors: number
 }
@@ -45,42 +60,89 @@ export class TcpServer extends Context.Service<TcpServer, {
 }>()("caps/TcpServer") {}
 
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024
+export const DEFAULT_MAX_CONNECTIONS = 10_000
+export const DEFAULT_IDLE_TIMEOUT = Duration.seconds(60)
+export const DEFAULT_DRAIN_TIMEOUT = Duration.seconds(5)
 
-/** Binds, then serves in a fiber of the current scope. */
+interface Tracked {
+  readonly control: TcpConnection.ConnectionControl
+  readonly fiber: Fiber.Fiber<unknown, unknown>
+}
+
+/** Binds, then serves in a fiber of the current scope; drains when the scope closes. */
 export const make = (
   options: TcpServerOptions = {},
 ): Effect.Effect<TcpServer["Service"], CapsError.BindError, Scope.Scope | Transform> =>
   Effect.gen(function* () {
     const transform = yield* Transform
+    const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
     const listener = yield* ListenAddress.bind(
       options.host,
-      (host) => TcpListener.make({ host, port: options.port ?? 12000, backlog: options.backlog }),
+      (host) => TcpListener.make({ host, port: options.port ?? 12000, backlog: options.backlog, maxConnections }),
     )
     const connectionOptions = { maxLineBytes: options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES }
-    let connectionsOpen = 0
-    let connectionsTotal = 0
-    let malformedConnections = 0
+    const idleMillis = Duration.toMillis(Duration.fromInputUnsafe(options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT))
+    const drainTimeout = Duration.fromInputUnsafe(options.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT)
+    const tracked = new Set<Tracked>()
+    const counts = { connectionsTotal: 0, idleTimeouts: 0, malformedConnections: 0 }
 
-    const handle = ({ peer, socket }: TcpListener.Connection) =>
-      Effect.suspend(() => {
-        connectionsOpen++
-        connectionsTotal++
-        return TcpConnection.serve(socket, peer, transform, connectionOptions)
-      }).pipe(
-        Effect.tap(({ malformed }) =>
-          Effect.sync(() => {
-            if (malformed > 0) malformedConnections++
-          })
-        ),
-        Effect.catchCause((cause) => Effect.logWarning(`connection from ${Endpoint.format(peer)} failed`, cause)),
-        Effect.ensuring(Effect.sync(() => connectionsOpen--)),
-        Effect.asVoid,
+    const handle = ({ peer, raw, socket }: TcpListener.Connection) =>
+      Effect.withFiber((fiber) => {
+        const entry: Tracked = { control: { idle: false, draining: false }, fiber }
+        tracked.add(entry)
+        counts.connectionsTotal++
+        let timedOut = false
+        // Node's socket timeout counts bytes in either direction, which is what idle means here.
+        raw.setTimeout(idleMillis, () => {
+          timedOut = true
+          raw.destroy()
+        })
+        return TcpConnection.serve(socket, peer, transform, connectionOptions, entry.control).pipe(
+          Effect.tap(({ malformed }) =>
+            Effect.suspend(() => {
+              if (malformed > 0) counts.malformedConnections++
+              if (!timedOut) return Effect.void
+              counts.idleTimeouts++
+              return Effect.logInfo(`closed idle connection from ${Endpoint.format(peer)} after ${idleMillis} ms`)
+            })
+          ),
+          Effect.catchCause((cause) => Effect.logWarning(`connection from ${Endpoint.format(peer)} failed`, cause)),
+          Effect.ensuring(Effect.sync(() => tracked.delete(entry))),
+          Effect.asVoid,
+        )
+      })
+
+    const address = listener.address
+    const drain = Effect.gen(function* () {
+      const started = Date.now()
+      yield* listener.stopAccepting
+      const atStart = tracked.size
+      for (const { control, fiber } of tracked) {
+        control.draining = true
+        if (control.idle) fiber.interruptUnsafe()
+      }
+      yield* Effect.gen(function* () {
+        while (tracked.size > 0) yield* Effect.sleep(Duration.millis(10))
+      }).pipe(Effect.timeoutOrElse({ duration: drainTimeout, orElse: () => Effect.void }))
+      const cut = tracked.size
+      yield* Effect.logInfo(
+        `tcp-server on ${Endpoint.format(address)} stopped in ${Date.now() - started} ms: ` +
+          `${atStart - cut} of ${atStart} open connections closed cleanly, ${cut} cut at the ` +
+          `${Duration.toMillis(drainTimeout)} ms drain deadline; ${counts.connectionsTotal} served in all`,
       )
+    })
 
     yield* Effect.forkScoped(listener.run(handle))
+    // Added after the fork, so it runs first when the scope closes: drain, then interrupt what is left.
+    yield* Effect.addFinalizer(() => drain)
     return TcpServer.of({
-      address: listener.address,
-      stats: () => ({ connectionsOpen, connectionsTotal, malformedConnections, acceptErrors: listener.acceptErrors() }),
+      address,
+      stats: () => ({
+        ...counts,
+        connectionsOpen: tracked.size,
+        connectionsRejected: listener.rejected(),
+        acceptErrors: listener.acceptErrors(),
+      }),
     })
   })
 

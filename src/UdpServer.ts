@@ -19,10 +19,14 @@ import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import { Transform, type TransformShape } from "./Transform.ts"
+import * as UdpGuard from "./UdpGuard.ts"
 import * as Utf8 from "./Utf8.ts"
 
 /** The largest payload a UDP datagram can carry over IPv4. */
 export const MAX_UDP_PAYLOAD = 65_507
+
+/** Datagrams queued before serving, by default. */
+export const DEFAULT_RECEIVE_QUEUE = 4096
 
 /** How to run a UDP server; every field has a default. */
 export interface UdpServerOptions {
@@ -34,6 +38,8 @@ export interface UdpServerOptions {
   readonly maxDatagramBytes?: number | undefined
   /** Datagrams received but not yet served; past it they are dropped and counted. 4,096 by default. */
   readonly receiveQueue?: number | undefined
+  /** Per-source-IP limit on datagrams served; off by default (see `UdpGuard`). */
+  readonly rateLimit?: UdpGuard.RateLimit | undefined
 }
 
 /** Counters of a running server. */
@@ -45,6 +51,11 @@ export interface UdpServerStats {
   readonly tooLarge: number
   readonly malformed: number
   readonly sendErrors: number
+  /** Not answered: from a reserved port or the server's own port (loop guard). */
+  readonly loopGuarded: number
+  readonly rateLimited: number
+  /** Not answered: the reply would have been more than 3x the request. */
+  readonly amplificationGuarded: number
 }
 
 /** A running UDP server. */
@@ -87,6 +98,36 @@ const bindSocket = (host: string, port: number, receiveQueue: number) => {
 const peerOf = (datagram: DatagramSocket.Datagram): string =>
   Endpoint.format(Endpoint.make(NetAddress.formatHost(datagram.address), datagram.address.port, "udp"))
 
+// The platform's datagrams carry the sender's native host and port; reading them spares
+// building an `InetAddress` for every datagram on the hot path.
+const sourceOf = (datagram: DatagramSocket.Datagram): { readonly host: string; readonly port: number } => {
+  const native = datagram as unknown as { readonly host?: unknown; readonly port?: unknown }
+  return typeof native.host === "string" && typeof native.port === "number"
+    ? { host: native.host, port: native.port }
+    : { host: NetAddress.formatHost(datagram.address), port: datagram.address.port }
+}
+
+/** Warnings by kind, at most one line a second each, so a flood of bad datagrams cannot flood the log. */
+class WarningThrottle {
+  readonly #last = new Map<string, { at: number; suppressed: number }>()
+  take(kind: string, message: string, now: number, out: Array<string>): void {
+    const entry = this.#last.get(kind)
+    if (entry !== undefined && now - entry.at < 1000) {
+      entry.suppressed++
+      return
+    }
+    const suppressed = entry?.suppressed ?? 0
+    out.push(suppressed > 0 ? `${message} (and ${suppressed} more like it in the last second)` : message)
+    this.#last.set(kind, { at: now, suppressed: 0 })
+  }
+}
+
+const refusalReason: Record<UdpGuard.Refusal, string> = {
+  ReservedPort: "its source port is a reserved service port (below 1024), a reply could start a loop",
+  OwnPort: "its source port is this server's own port, a reply could start a loop",
+  RateLimited: "its source exceeds the per-source rate limit",
+}
+
 /** One datagram's answer, or why there is none. */
 type Answer =
   | { readonly _tag: "Reply"; readonly payload: Uint8Array; readonly malformed: boolean }
@@ -113,30 +154,59 @@ export const make = (
     const maxBytes = Math.min(options.maxDatagramBytes ?? MAX_UDP_PAYLOAD, MAX_UDP_PAYLOAD)
     const { reader, writer } = yield* ListenAddress.bind(
       options.host,
-      (host) => bindSocket(host, port, options.receiveQueue ?? 4096),
+      (host) => bindSocket(host, port, options.receiveQueue ?? DEFAULT_RECEIVE_QUEUE),
     )
     const address = Endpoint.make(NetAddress.formatHost(reader.address), reader.address.port, "udp")
-    const stats = { received: 0, answered: 0, tooLarge: 0, malformed: 0, sendErrors: 0 }
+    const stats = {
+      received: 0,
+      answered: 0,
+      tooLarge: 0,
+      malformed: 0,
+      sendErrors: 0,
+      loopGuarded: 0,
+      rateLimited: 0,
+      amplificationGuarded: 0,
+    }
+    const guard = new UdpGuard.UdpGuard({ serverPort: address.port, rateLimit: options.rateLimit })
+    const throttle = new WarningThrottle()
 
+    // Every datagram passes here: guard, decode, transform, guard again.
     const serveBatch = (batch: ReadonlyArray<DatagramSocket.Datagram>) => {
       const replies: Array<DatagramSocket.OutgoingDatagram> = []
       const warnings: Array<string> = []
+      const now = Date.now()
       for (const datagram of batch) {
         stats.received++
+        const source = sourceOf(datagram)
+        const refusal = guard.admit(source.host, source.port, now)
+        if (refusal !== undefined) {
+          if (refusal === "RateLimited") stats.rateLimited++
+          else stats.loopGuarded++
+          throttle.take(refusal, `not answering ${peerOf(datagram)}: ${refusalReason[refusal]}`, now, warnings)
+          continue
+        }
+        const size = datagram.payload.length
         const result = answer(transform, datagram.payload, maxBytes)
         if (result._tag === "TooLarge") {
           stats.tooLarge++
-          warnings.push(
-            `${
-              new CapsError.MessageTooLarge({ transport: "udp", size: datagram.payload.length, limit: maxBytes })
-                .message
-            } from ${peerOf(datagram)}; not answered`,
-          )
+          const error = new CapsError.MessageTooLarge({ transport: "udp", size, limit: maxBytes })
+          throttle.take("TooLarge", `${error.message} from ${peerOf(datagram)}; not answered`, now, warnings)
           continue
         }
         if (result.malformed) {
           stats.malformed++
-          warnings.push(`invalid UTF-8 from ${peerOf(datagram)}: replaced with U+FFFD and answered`)
+          throttle.take("Malformed", `invalid UTF-8 from ${peerOf(datagram)}: replaced with U+FFFD`, now, warnings)
+        }
+        if (!guard.replyFits(size, result.payload.length)) {
+          stats.amplificationGuarded++
+          throttle.take(
+            "Amplification",
+            `not answering ${peerOf(datagram)}: a ${result.payload.length}-byte reply to ${size} bytes ` +
+              `exceeds the ${UdpGuard.AMPLIFICATION_FACTOR}x amplification bound`,
+            now,
+            warnings,
+          )
+          continue
         }
         replies.push({ payload: result.payload, address: datagram })
       }
@@ -163,6 +233,13 @@ export const make = (
     )
 
     yield* Effect.forkScoped(serve)
+    // Runs first when the scope closes (added after the fork); the serve fiber is interrupted next.
+    yield* Effect.addFinalizer(() =>
+      Effect.logInfo(
+        `udp-server on ${Endpoint.format(address)} stopped: ${stats.received} datagrams received, ` +
+          `${stats.answered} answered, ${reader.dropped()} dropped (queue full)`,
+      )
+    )
     return UdpServer.of({ address, stats: () => ({ ...stats, dropped: reader.dropped() }) })
   })
 

@@ -63,6 +63,15 @@ if (unsupported !== undefined) {
   process.exit(ExitCode.INTERNAL)
 }
 
+// The first SIGINT/SIGTERM interrupts the program (runMain), which shuts the servers down gracefully;
+// a second one means "now": exit without waiting for the drain.
+let signals = 0
+const onSignal = () => {
+  if (++signals > 1) process.exit(ExitCode.INTERRUPTED)
+}
+process.on("SIGINT", onSignal)
+process.on("SIGTERM", onSignal)
+
 Cli.run.pipe(
   Effect.tapCause(report),
   Effect.provide(Layer.mergeAll(NodeServices.layer, presenter, Layer.succeed(Logger.LogToStderr, true))),

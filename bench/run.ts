@@ -1,0 +1,1035 @@
+// bench/run.ts: `npm run bench`, caps's servers against hand-written baselines under the same load.
+//
+// One run builds the C load generator, then for each runtime (Node, Deno) and workload (TCP and UDP, ping-pong
+// and throughput) starts a fresh server per measurement, alternating baseline and caps round after round so
+// that drift on the machine hits both alike. It reports medians and caps/baseline ratios as a table on stdout,
+// a JSON file with every run, and an SVG bar chart of the ratios. Every reply is verified by the generator; a
+// wrong answer fails the run. bench/README.md explains the workloads and the fairness measures.
+//
+// Runs with the project's pinned Node (`node bench/run.ts`, type stripping), no dependencies.
+
+import { spawn, spawnSync } from "node:child_process"
+import console from "node:console"
+import * as dgram from "node:dgram"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import process from "node:process"
+import * as readline from "node:readline"
+import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
+
+/**
+ * How caps's servers are started: the script and its arguments, after the runtime (`node` or `deno run ...`).
+ * `{proto}` is tcp or udp; `{host}` and `{port}` are filled in per run. Override with `--caps-cmd` or the
+ * CAPS_BENCH_CAPS_CMD environment variable, e.g. to point the caps slot at the baseline as a fairness check.
+ */
+export const CAPS_SERVER_CMD = "src/main.ts {proto}-server --host {host} --port {port}"
+
+/** The hand-written baseline servers, same placeholders. */
+export const BASELINE_SERVER_CMD = "bench/baseline/{proto}-server.ts --host {host} --port {port}"
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "")
+const BUILD_DIR = path.join(ROOT, "bench", ".build")
+const LOADGEN = path.join(BUILD_DIR, "loadgen")
+const FASTSERVER = path.join(BUILD_DIR, "fastserver")
+const HOST = "127.0.0.1"
+const DENO_PERMISSIONS = ["--allow-net", "--allow-env", "--allow-read", "--allow-sys"]
+// A line announcing readiness, and the first IPv4 or bracketed IPv6 host:port on it.
+const READY_LINE = /ready/i
+const READY_ADDRESS = /(\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:]+\]):(\d+)/
+const READY_DEADLINE_MS = 20_000
+const STOP_GRACE_MS = 3_000
+
+type Runtime = "node" | "deno"
+type Proto = "tcp" | "udp"
+type Impl = "baseline" | "caps" | "fastserver"
+
+interface Workload {
+  readonly name: string
+  readonly proto: Proto
+  /** TCP connections or UDP sockets. */
+  readonly conns: number
+  /** Requests in flight per connection or socket. */
+  readonly depth: number
+  /**
+   * Busy-poll in the generator. With one request in flight the client would otherwise sleep between replies,
+   * and waking a sleeping vCPU costs this machine hundreds of µs: the measurement would be of that, not of
+   * the server.
+   */
+  readonly spin: boolean
+  readonly description: string
+}
+
+const WORKLOADS: ReadonlyArray<Workload> = [
+  {
+    name: "tcp-pingpong",
+    proto: "tcp",
+    conns: 1,
+    depth: 1,
+    spin: true,
+    description: "1 connection, 1 request in flight: latency of one round trip",
+  },
+  {
+    name: "tcp-throughput",
+    proto: "tcp",
+    conns: 50,
+    depth: 16,
+    spin: false,
+    description: "50 connections x 16 pipelined requests: how many lines per second the server sustains",
+  },
+  {
+    name: "udp-pingpong",
+    proto: "udp",
+    conns: 1,
+    depth: 1,
+    spin: true,
+    description: "1 socket, 1 datagram outstanding: latency of one round trip",
+  },
+  {
+    name: "udp-throughput",
+    proto: "udp",
+    conns: 16,
+    depth: 8,
+    spin: false,
+    description: "16 sockets x 8 outstanding datagrams: how many datagrams per second the server sustains",
+  },
+]
+
+// ---------- options ----------
+
+const HELP = `usage: node bench/run.ts [options]     (npm run bench -- [options])
+
+  --duration S       measured seconds per run (default 5; smoke 1)
+  --warmup S         unmeasured load before each measurement (default 1; smoke 0.25)
+  --rounds N         baseline/caps pairs per workload and runtime (default 3; smoke and calibrate 1)
+  --payload BYTES    request size without the TCP newline, >= 16 (default 64)
+  --runtime R        node | deno | both (default both)
+  --workloads LIST   comma-separated subset of ${WORKLOADS.map((w) => w.name).join(", ")}
+  --smoke            1 s, 1 round: proves the pipeline, exits non-zero on any failure
+                     (writes to bench/.build/smoke.{json,svg} unless --json/--svg are given)
+  --calibrate        loadgen against bench/fastserver.c (C, epoll) and the Node baseline, to show the
+                     generator is not the bottleneck (writes bench/.build/calibration.json)
+  --json PATH        results file (default bench/results.json)
+  --svg PATH         ratio chart (default docs/bench.svg)
+  --caps-cmd CMD     caps server command after the runtime (default "${CAPS_SERVER_CMD}";
+                     env CAPS_BENCH_CAPS_CMD); placeholders {proto} {host} {port}
+  --no-pin           do not pin the server to CPU 0 and the generator to CPU 1
+  --render PATH      redraw the table and --svg from a results file, measuring nothing
+  --help
+`
+
+interface Options {
+  readonly duration: number
+  readonly warmup: number
+  readonly rounds: number
+  readonly payload: number
+  readonly runtimes: ReadonlyArray<Runtime>
+  readonly workloads: ReadonlyArray<Workload>
+  readonly smoke: boolean
+  readonly calibrate: boolean
+  readonly jsonPath: string
+  readonly svgPath: string | null
+  readonly capsCmd: string
+  readonly pin: boolean
+  /** A results file to redraw instead of measuring. */
+  readonly render: string | null
+}
+
+function fail(message: string): never {
+  console.error(`bench: ${message}`)
+  process.exit(2)
+}
+
+function positive(name: string, raw: string | undefined, fallback: number, integer: boolean): number {
+  if (raw === undefined) return fallback
+  const value = Number(raw)
+  if (!Number.isFinite(value) || value < 0 || (integer && !Number.isInteger(value))) fail(`bad --${name}: ${raw}`)
+  return value
+}
+
+function parseOptions(argv: ReadonlyArray<string>): Options {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      duration: { type: "string" },
+      warmup: { type: "string" },
+      rounds: { type: "string" },
+      payload: { type: "string" },
+      runtime: { type: "string", default: "both" },
+      workloads: { type: "string" },
+      smoke: { type: "boolean", default: false },
+      calibrate: { type: "boolean", default: false },
+      json: { type: "string" },
+      svg: { type: "string" },
+      "caps-cmd": { type: "string" },
+      "no-pin": { type: "boolean", default: false },
+      render: { type: "string" },
+      help: { type: "boolean", default: false },
+    },
+  })
+  if (values.help) {
+    process.stdout.write(HELP)
+    process.exit(0)
+  }
+  const smoke = values.smoke
+  const calibrate = values.calibrate
+  const runtime = values.runtime
+  if (runtime !== "node" && runtime !== "deno" && runtime !== "both") fail(`bad --runtime: ${runtime}`)
+  const names = values.workloads?.split(",").map((name) => name.trim()) ?? WORKLOADS.map((w) => w.name)
+  const workloads = names.map((name) => WORKLOADS.find((w) => w.name === name) ?? fail(`unknown workload ${name}`))
+  const payload = positive("payload", values.payload, 64, true)
+  if (payload < 16 || payload > 65507) fail("--payload must be 16..65507 (the UDP limit)")
+  const duration = positive("duration", values.duration, smoke ? 1 : 5, false)
+  if (duration <= 0) fail("--duration must be positive")
+  const rounds = positive("rounds", values.rounds, smoke || calibrate ? 1 : 3, true)
+  if (rounds < 1) fail("--rounds must be at least 1")
+  const defaultJson = calibrate
+    ? "bench/.build/calibration.json"
+    : smoke
+    ? "bench/.build/smoke.json"
+    : "bench/results.json"
+  const defaultSvg = calibrate ? null : smoke ? "bench/.build/smoke.svg" : "docs/bench.svg"
+  return {
+    duration,
+    warmup: positive("warmup", values.warmup, smoke ? 0.25 : 1, false),
+    rounds,
+    payload,
+    runtimes: calibrate ? ["node"] : runtime === "both" ? ["node", "deno"] : [runtime],
+    workloads,
+    smoke,
+    calibrate,
+    jsonPath: path.resolve(values.json ?? path.join(ROOT, defaultJson)),
+    svgPath: values.svg !== undefined ? path.resolve(values.svg) : defaultSvg && path.join(ROOT, defaultSvg),
+    capsCmd: values["caps-cmd"] ?? process.env["CAPS_BENCH_CAPS_CMD"] ?? CAPS_SERVER_CMD,
+    pin: !values["no-pin"],
+    render: values.render !== undefined ? path.resolve(values.render) : null,
+  }
+}
+
+// ---------- child processes ----------
+
+const live = new Set<number>()
+
+interface Finished {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+  readonly timedOut: boolean
+}
+
+/** Runs a command to completion, killed (whole process group) if it outlives its deadline or is aborted. */
+function runToEnd(argv: ReadonlyArray<string>, deadlineMs: number, abort?: AbortSignal): Promise<Finished> {
+  return new Promise((resolve) => {
+    const child = spawn(argv[0], argv.slice(1), { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], detached: true })
+    let stdout = ""
+    let stderr = ""
+    let timedOut = false
+    child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text))
+    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr = (stderr + text).slice(-4000)))
+    const pid = child.pid
+    if (pid !== undefined) live.add(pid)
+    const timer = setTimeout(() => {
+      timedOut = true
+      if (pid !== undefined) killGroup(pid, "SIGKILL")
+    }, deadlineMs)
+    abort?.addEventListener("abort", () => pid !== undefined && killGroup(pid, "SIGKILL"), { once: true })
+    child.on("error", (error) => {
+      stderr += String(error)
+    })
+    child.on("close", (code, signal) => {
+      clearTimeout(timer)
+      if (pid !== undefined) live.delete(pid)
+      resolve({ code, signal, stdout, stderr, timedOut })
+    })
+  })
+}
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal)
+  } catch {
+    // Already gone.
+  }
+}
+
+function pinned(cpu: number, argv: ReadonlyArray<string>, pin: boolean): Array<string> {
+  return pin ? ["taskset", "-c", String(cpu), ...argv] : [...argv]
+}
+
+function tasksetWorks(): boolean {
+  if (os.availableParallelism() < 2) return false
+  const result = spawnSync("taskset", ["-c", "1", "true"], { timeout: 5_000 })
+  return result.status === 0
+}
+
+function version(argv: ReadonlyArray<string>): string {
+  const result = spawnSync(argv[0], argv.slice(1), { encoding: "utf8", timeout: 10_000 })
+  return result.status === 0 ? result.stdout.split("\n")[0].trim() : "unavailable"
+}
+
+function build(): void {
+  fs.mkdirSync(BUILD_DIR, { recursive: true })
+  for (const name of ["loadgen", "fastserver"]) {
+    const argv = ["-O2", "-Wall", "-o", path.join(BUILD_DIR, name), path.join(ROOT, "bench", `${name}.c`)]
+    const result = spawnSync("gcc", argv, { encoding: "utf8", timeout: 60_000 })
+    if (result.status !== 0) fail(`gcc ${argv.join(" ")} failed:\n${result.stderr ?? String(result.error)}`)
+  }
+}
+
+// ---------- /proc ----------
+
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim()) || 100
+
+function readProc(file: string): string | null {
+  try {
+    return fs.readFileSync(file, "utf8")
+  } catch {
+    return null
+  }
+}
+
+/** Peak resident set (VmHWM) in MiB. */
+function peakMiB(pid: number): number | null {
+  const match = /VmHWM:\s+(\d+)\s+kB/.exec(readProc(`/proc/${pid}/status`) ?? "")
+  return match ? Number(match[1]) / 1024 : null
+}
+
+/** User + system CPU seconds of a process, all threads. */
+function processCpu(pid: number): number | null {
+  const stat = readProc(`/proc/${pid}/stat`)
+  if (stat === null) return null
+  // The command name may contain spaces and parentheses: fields are counted after its closing ')'.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+}
+
+/** Busy (user + nice + system) and steal CPU seconds of the whole machine. */
+function machineCpu(): { readonly busy: number; readonly steal: number } {
+  const fields = (readProc("/proc/stat") ?? "").split("\n")[0].trim().split(/\s+/).slice(1).map(Number)
+  return { busy: (fields[0] + fields[1] + fields[2]) / CLOCK_TICKS, steal: (fields[7] ?? 0) / CLOCK_TICKS }
+}
+
+function exeOf(pid: number): string | null {
+  try {
+    return fs.readlinkSync(`/proc/${pid}/exe`)
+  } catch {
+    return null
+  }
+}
+
+/**
+ * The process that actually serves: `taskset` execs in place, so normally the spawned pid itself. If a
+ * wrapper (a shell in a custom --caps-cmd, say) sits in between, the descendant running the expected binary.
+ */
+function servingPid(pid: number, expectedExe: string): number {
+  if (exeOf(pid) === expectedExe) return pid
+  const queue = [pid]
+  while (queue.length > 0) {
+    const parent = queue.shift() ?? pid
+    for (const entry of fs.readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue
+      const stat = readProc(`/proc/${entry}/stat`)
+      if (stat === null) continue
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+      if (ppid !== parent) continue
+      const child = Number(entry)
+      if (exeOf(child) === expectedExe) return child
+      queue.push(child)
+    }
+  }
+  return pid
+}
+
+// ---------- servers ----------
+
+function freePort(proto: Proto): Promise<number> {
+  return new Promise((resolve, reject) => {
+    if (proto === "tcp") {
+      const server = net.createServer()
+      server.once("error", reject)
+      server.listen(0, HOST, () => {
+        const port = (server.address() as net.AddressInfo).port
+        server.close(() => resolve(port))
+      })
+    } else {
+      const socket = dgram.createSocket("udp4")
+      socket.once("error", reject)
+      socket.bind(0, HOST, () => {
+        const port = socket.address().port
+        socket.close(() => resolve(port))
+      })
+    }
+  })
+}
+
+interface Binaries {
+  readonly node: string
+  readonly deno: string
+}
+
+function serverArgv(impl: Impl, runtime: Runtime, proto: Proto, port: number, bins: Binaries, capsCmd: string) {
+  if (impl === "fastserver") {
+    return { argv: [FASTSERVER, proto, "--host", HOST, "--port", String(port)], exe: FASTSERVER }
+  }
+  const template = impl === "caps" ? capsCmd : BASELINE_SERVER_CMD
+  const script = template
+    .replaceAll("{proto}", proto)
+    .replaceAll("{host}", HOST)
+    .replaceAll("{port}", String(port))
+    .split(/\s+/)
+    .filter((word) => word.length > 0)
+  return runtime === "node"
+    ? { argv: [bins.node, ...script], exe: bins.node }
+    : { argv: [bins.deno, "run", ...DENO_PERMISSIONS, ...script], exe: bins.deno }
+}
+
+interface Server {
+  readonly pid: number
+  /** Resolves with the port from the ready line; rejects if the server exits or stays silent too long. */
+  readonly ready: Promise<number>
+  /** Resolves when the server process has exited. */
+  readonly exited: Promise<void>
+  readonly log: () => string
+}
+
+function startServer(argv: ReadonlyArray<string>): Server {
+  const child = spawn(argv[0], argv.slice(1), {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true, // its own process group, so stopping it also stops anything it started
+    env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1", NO_COLOR: "1" },
+  })
+  const pid = child.pid ?? fail(`could not start ${argv.join(" ")}`)
+  live.add(pid)
+  let tail = ""
+  let hasExited = false
+  const exited = new Promise<void>((resolve) =>
+    child.on("exit", () => {
+      hasExited = true
+      live.delete(pid)
+      resolve()
+    })
+  )
+  const ready = new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ready line within ${READY_DEADLINE_MS} ms`)), READY_DEADLINE_MS)
+    child.on("error", (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+    const onLine = (line: string) => {
+      tail = (tail + line + "\n").slice(-2000)
+      const match = READY_LINE.test(line) ? READY_ADDRESS.exec(line) : null
+      if (match) {
+        clearTimeout(timer)
+        resolve(Number(match[2]))
+      }
+    }
+    // The ready line is expected on stdout; stderr is read too so a logger writing there still works.
+    readline.createInterface({ input: child.stdout }).on("line", onLine)
+    readline.createInterface({ input: child.stderr }).on("line", onLine)
+    void exited.then(() => {
+      clearTimeout(timer)
+      reject(new Error("server exited before it was ready"))
+    })
+  })
+  ready.catch(() => undefined)
+  return {
+    pid,
+    ready,
+    exited,
+    log: () => (hasExited ? "(exited) " : "") + tail.trim().split("\n").slice(-5).join(" | "),
+  }
+}
+
+async function stopServer(server: Server): Promise<void> {
+  killGroup(server.pid, "SIGTERM")
+  const timer = new Promise<"late">((resolve) => setTimeout(() => resolve("late"), STOP_GRACE_MS).unref())
+  if ((await Promise.race([server.exited, timer])) === "late") {
+    killGroup(server.pid, "SIGKILL")
+    await server.exited
+  }
+  // Whatever else was left in its group goes too.
+  killGroup(server.pid, "SIGKILL")
+}
+
+// ---------- one measurement ----------
+
+interface LoadReport {
+  readonly requests: number
+  readonly rps: number
+  readonly p50_us: number
+  readonly p90_us: number
+  readonly p99_us: number
+  readonly p999_us: number
+  readonly max_us: number
+  readonly errors: number
+  readonly losses: number
+  readonly late: number
+  readonly refused: number
+  readonly closed: number
+  readonly cpu_pct: number
+  readonly first_error: string
+}
+
+interface Metrics {
+  readonly rps: number
+  readonly p50Us: number
+  readonly p99Us: number
+  readonly peakMiB: number | null
+  readonly firstMs: number
+  /** Server CPU over the load, % of one core: near 100 means the server is the bottleneck, as intended. */
+  readonly serverCpuPct: number | null
+  readonly loadgenCpuPct: number
+  /** CPU used on the machine by neither server nor generator, % of one core: a noise indicator. */
+  readonly foreignCpuPct: number
+  readonly stealPct: number
+}
+
+interface RunRecord {
+  readonly runtime: Runtime
+  readonly workload: string
+  readonly impl: Impl
+  readonly round: number
+  readonly command: ReadonlyArray<string>
+  readonly servingExe: string | null
+  readonly ok: boolean
+  readonly error: string | null
+  readonly metrics: Metrics | null
+  readonly load: LoadReport | null
+}
+
+function lastJsonLine(stdout: string): Record<string, unknown> | null {
+  const line = stdout.trim().split("\n").at(-1)
+  if (line === undefined || line.length === 0) return null
+  try {
+    const value: unknown = JSON.parse(line)
+    return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : null
+  } catch {
+    return null
+  }
+}
+
+function numberField(record: Record<string, unknown>, key: string): number {
+  const value = record[key]
+  if (typeof value !== "number") throw new Error(`loadgen output lacks ${key}`)
+  return value
+}
+
+function toLoadReport(record: Record<string, unknown>): LoadReport {
+  const n = (key: string) => numberField(record, key)
+  return {
+    requests: n("requests"),
+    rps: n("rps"),
+    p50_us: n("p50_us"),
+    p90_us: n("p90_us"),
+    p99_us: n("p99_us"),
+    p999_us: n("p999_us"),
+    max_us: n("max_us"),
+    errors: n("errors"),
+    losses: n("losses"),
+    late: n("late"),
+    refused: n("refused"),
+    closed: n("closed"),
+    cpu_pct: n("cpu_pct"),
+    first_error: typeof record["first_error"] === "string" ? record["first_error"] : "",
+  }
+}
+
+interface Context {
+  readonly options: Options
+  readonly bins: Binaries
+}
+
+async function measure(ctx: Context, runtime: Runtime, workload: Workload, impl: Impl, round: number) {
+  const { options, bins } = ctx
+  const port = await freePort(workload.proto)
+  const { argv, exe } = serverArgv(impl, runtime, workload.proto, port, bins, options.capsCmd)
+  const base = { runtime, workload: workload.name, impl, round, command: argv }
+  const failed = (error: string, servingExe: string | null = null, load: LoadReport | null = null): RunRecord => ({
+    ...base,
+    servingExe,
+    ok: false,
+    error,
+    metrics: null,
+    load,
+  })
+
+  // The port is chosen here rather than with --port 0 so the probe can knock from the moment of spawning:
+  // "first answer" is then launch-to-service, whatever the server prints and whenever it prints it.
+  const spawnedAt = process.hrtime.bigint()
+  const server = startServer(pinned(0, argv, options.pin))
+  const probeAbort = new AbortController()
+  const probeArgv = [LOADGEN, "first", "--proto", workload.proto, "--host", HOST, "--port", String(port)]
+  probeArgv.push("--payload", String(options.payload), "--start-ns", String(spawnedAt))
+  probeArgv.push("--deadline-ms", String(READY_DEADLINE_MS))
+  const probe = runToEnd(pinned(1, probeArgv, options.pin), READY_DEADLINE_MS + 5_000, probeAbort.signal)
+  try {
+    let readyPort: number
+    try {
+      readyPort = await server.ready
+    } catch (error) {
+      return failed(`${error instanceof Error ? error.message : String(error)}: ${server.log()}`)
+    }
+    if (readyPort !== port) return failed(`asked for port ${port}, server announced ${readyPort}: ${server.log()}`)
+    const first = await probe
+    const firstReport = lastJsonLine(first.stdout)
+    const firstMs = firstReport?.["first_ms"]
+    if (typeof firstMs !== "number") {
+      return failed(`no first answer: ${first.stdout.trim() || first.stderr.trim()} ${server.log()}`)
+    }
+    const pid = servingPid(server.pid, exe)
+    const servingExe = exeOf(pid)
+
+    const loadArgv = [LOADGEN, workload.proto, "--host", HOST, "--port", String(port)]
+    loadArgv.push("--payload", String(options.payload))
+    loadArgv.push(workload.proto === "tcp" ? "--conns" : "--sockets", String(workload.conns))
+    loadArgv.push("--depth", String(workload.depth), "--spin", workload.spin ? "1" : "0")
+    loadArgv.push("--warmup", String(options.warmup), "--duration", String(options.duration))
+    // CPU counters are sampled when the warm-up should be over and again when the generator is done.
+    let cpuStart: { at: bigint; server: number | null; machine: { busy: number; steal: number } } | null = null
+    const sampler = setTimeout(() => {
+      cpuStart = { at: process.hrtime.bigint(), server: processCpu(pid), machine: machineCpu() }
+    }, options.warmup * 1000)
+    const load = await runToEnd(pinned(1, loadArgv, options.pin), (options.warmup + options.duration) * 1000 + 15_000)
+    clearTimeout(sampler)
+    const cpuEnd = { at: process.hrtime.bigint(), server: processCpu(pid), machine: machineCpu() }
+    const peak = peakMiB(pid)
+
+    const record = lastJsonLine(load.stdout)
+    if (load.timedOut || record === null || typeof record["error"] === "string" || load.code !== 0) {
+      const why = load.timedOut ? "timed out" : `exit ${load.code ?? load.signal}`
+      return failed(`load generator failed (${why}): ${load.stdout.trim()} ${load.stderr.trim()}`, servingExe)
+    }
+    const report = toLoadReport(record)
+    if (report.errors > 0) {
+      return failed(`${report.errors} wrong replies, first: ${report.first_error}`, servingExe, report)
+    }
+    if (report.closed > 0) return failed(`server closed ${report.closed} connections`, servingExe, report)
+    if (report.requests === 0) return failed(`no request answered: ${server.log()}`, servingExe, report)
+
+    const start = cpuStart as { at: bigint; server: number | null; machine: { busy: number; steal: number } } | null
+    const seconds = start ? Number(cpuEnd.at - start.at) / 1e9 : 0
+    const serverCpu = start && start.server !== null && cpuEnd.server !== null && seconds > 0
+      ? ((cpuEnd.server - start.server) / seconds) * 100
+      : null
+    const busyPct = start && seconds > 0 ? ((cpuEnd.machine.busy - start.machine.busy) / seconds) * 100 : 0
+    const stealPct = start && seconds > 0 ? ((cpuEnd.machine.steal - start.machine.steal) / seconds) * 100 : 0
+    const metrics: Metrics = {
+      rps: report.rps,
+      p50Us: report.p50_us,
+      p99Us: report.p99_us,
+      peakMiB: peak,
+      firstMs,
+      serverCpuPct: serverCpu,
+      loadgenCpuPct: report.cpu_pct,
+      foreignCpuPct: Math.max(0, busyPct - (serverCpu ?? 0) - report.cpu_pct),
+      stealPct,
+    }
+    return { ...base, servingExe, ok: true, error: null, metrics, load: report }
+  } finally {
+    probeAbort.abort()
+    await stopServer(server)
+    await probe
+  }
+}
+
+// ---------- summary ----------
+
+type MetricKey = "rps" | "p50Us" | "p99Us" | "peakMiB" | "firstMs" | "serverCpuPct" | "foreignCpuPct"
+const METRIC_KEYS: ReadonlyArray<MetricKey> = [
+  "rps",
+  "p50Us",
+  "p99Us",
+  "peakMiB",
+  "firstMs",
+  "serverCpuPct",
+  "foreignCpuPct",
+]
+
+type Medians = Record<MetricKey, number | null> & {
+  readonly runs: number
+  /** Half the range of req/s over rounds, % of the median: how far to trust a ratio. */
+  readonly rpsSpreadPct: number | null
+  readonly losses: number
+  readonly late: number
+}
+
+interface Row {
+  readonly runtime: Runtime
+  readonly workload: string
+  readonly reference: Medians
+  readonly candidate: Medians
+  /** candidate / reference of each median: above 1 is better for rps, worse for everything else. */
+  readonly ratio: Record<MetricKey, number | null>
+}
+
+function median(values: ReadonlyArray<number>): number | null {
+  if (values.length === 0) return null
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+function spread(values: ReadonlyArray<number>): number | null {
+  const mid = median(values)
+  if (mid === null || mid === 0 || values.length < 2) return null
+  return ((Math.max(...values) - Math.min(...values)) / 2 / mid) * 100
+}
+
+function medians(runs: ReadonlyArray<RunRecord>): Medians {
+  const ok = runs.filter((run) => run.metrics !== null)
+  const pick = (key: MetricKey) =>
+    median(ok.map((run) => run.metrics?.[key]).filter((v): v is number => typeof v === "number"))
+  return {
+    rps: pick("rps"),
+    p50Us: pick("p50Us"),
+    p99Us: pick("p99Us"),
+    peakMiB: pick("peakMiB"),
+    firstMs: pick("firstMs"),
+    serverCpuPct: pick("serverCpuPct"),
+    foreignCpuPct: pick("foreignCpuPct"),
+    runs: ok.length,
+    rpsSpreadPct: spread(ok.map((run) => run.metrics?.rps ?? 0)),
+    losses: ok.reduce((sum, run) => sum + (run.load?.losses ?? 0), 0),
+    late: ok.reduce((sum, run) => sum + (run.load?.late ?? 0), 0),
+  }
+}
+
+function summarise(
+  runs: ReadonlyArray<RunRecord>,
+  scope: { readonly runtimes: ReadonlyArray<Runtime>; readonly workloads: ReadonlyArray<Workload> },
+  pair: readonly [Impl, Impl],
+): Array<Row> {
+  const rows: Array<Row> = []
+  for (const runtime of scope.runtimes) {
+    for (const workload of scope.workloads) {
+      const of = (impl: Impl) =>
+        medians(runs.filter((r) => r.runtime === runtime && r.workload === workload.name && r.impl === impl))
+      const reference = of(pair[0])
+      const candidate = of(pair[1])
+      const ratio = Object.fromEntries(
+        METRIC_KEYS.map((key) => {
+          const a = reference[key]
+          const b = candidate[key]
+          return [key, a !== null && b !== null && a > 0 ? b / a : null]
+        }),
+      ) as Record<MetricKey, number | null>
+      rows.push({ runtime, workload: workload.name, reference, candidate, ratio })
+    }
+  }
+  return rows
+}
+
+// ---------- table ----------
+
+function fmt(value: number | null, digits: number): string {
+  if (value === null) return "n/a"
+  return value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits })
+}
+
+function fmtRatio(value: number | null): string {
+  return value === null ? "n/a" : `${value.toFixed(2)}x`
+}
+
+function table(rows: ReadonlyArray<Row>, pair: readonly [Impl, Impl]): string {
+  const header = "runtime|workload|server|req/s|±|p50 us|p99 us|peak MiB|first ms|srv CPU|foreign|loss/late".split("|")
+  const lines: Array<Array<string>> = [header]
+  const pct = (v: number | null) => (v === null ? "n/a" : `${Math.round(v)}%`)
+  for (const row of rows) {
+    for (const [label, m] of [[pair[0], row.reference], [pair[1], row.candidate]] as const) {
+      lines.push([
+        label === pair[0] ? row.runtime : "",
+        label === pair[0] ? row.workload : "",
+        `${label}${m.runs === 0 ? " (FAILED)" : ""}`,
+        fmt(m.rps, 0),
+        m.rpsSpreadPct === null ? "" : `${Math.round(m.rpsSpreadPct)}%`,
+        fmt(m.p50Us, 1),
+        fmt(m.p99Us, 1),
+        fmt(m.peakMiB, 1),
+        fmt(m.firstMs, 1),
+        pct(m.serverCpuPct),
+        pct(m.foreignCpuPct),
+        `${m.losses}/${m.late}`,
+      ])
+    }
+    const r = row.ratio
+    lines.push([
+      "",
+      "",
+      `${pair[1]}/${pair[0] === "baseline" ? "base" : pair[0]}`,
+      fmtRatio(r.rps),
+      "",
+      fmtRatio(r.p50Us),
+      fmtRatio(r.p99Us),
+      fmtRatio(r.peakMiB),
+      fmtRatio(r.firstMs),
+      "",
+      "",
+      "",
+    ])
+  }
+  const widths = header.map((_, i) => Math.max(...lines.map((line) => line[i].length)))
+  const left = new Set([0, 1, 2])
+  return lines
+    .map((line) =>
+      line.map((cell, i) => (left.has(i) ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  ").trimEnd()
+    )
+    .join("\n")
+}
+
+// ---------- SVG ----------
+
+function escapeXml(text: string): string {
+  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;")
+}
+
+const SERIES: ReadonlyArray<{ readonly key: MetricKey; readonly label: string; readonly color: string }> = [
+  { key: "rps", label: "throughput (req/s): higher is better", color: "#2b6cb0" },
+  { key: "p99Us", label: "p99 latency: lower is better", color: "#dd6b20" },
+  { key: "peakMiB", label: "peak memory: lower is better", color: "#718096" },
+]
+
+function svgChart(rows: ReadonlyArray<Row>, subtitle: ReadonlyArray<string>): string {
+  const labelWidth = 190
+  const plotWidth = 560
+  const barHeight = 12
+  const groupGap = 14
+  const top = 104
+  const groupHeight = SERIES.length * (barHeight + 2) + groupGap
+  const height = top + rows.length * groupHeight + 40
+  const width = labelWidth + plotWidth + 90
+  const largest = Math.max(1, ...rows.flatMap((row) => SERIES.map((s) => row.ratio[s.key] ?? 0)))
+  const xMax = Math.min(10, Math.max(2, Math.ceil(largest * 1.1 * 2) / 2))
+  const x = (ratio: number) => labelWidth + (Math.min(ratio, xMax) / xMax) * plotWidth
+  const parts: Array<string> = []
+  // Value labels are drawn last, above the 1.0 line, so the line never strikes through a number.
+  const labels: Array<string> = []
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
+      `font-family="system-ui, sans-serif" font-size="12">`,
+    `<title>caps / baseline ratios</title>`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="16" y="24" font-size="16" font-weight="bold">caps / hand-written baseline (ratio of medians)</text>`,
+    ...subtitle.map((line, i) => `<text x="16" y="${42 + i * 16}" fill="#4a5568">${escapeXml(line)}</text>`),
+  )
+  SERIES.forEach((s, i) => {
+    const lx = 16 + i * 260
+    parts.push(
+      `<rect x="${lx}" y="68" width="12" height="12" fill="${s.color}"/>`,
+      `<text x="${lx + 18}" y="78">${escapeXml(s.label)}</text>`,
+    )
+  })
+  for (let tick = 0; tick <= xMax + 1e-9; tick += xMax > 4 ? 1 : 0.5) {
+    const tx = x(tick)
+    parts.push(
+      `<line x1="${tx}" y1="${top - 8}" x2="${tx}" y2="${height - 30}" stroke="#edf2f7"/>`,
+      `<text x="${tx}" y="${height - 14}" text-anchor="middle" fill="#4a5568">${tick}</text>`,
+    )
+  }
+  rows.forEach((row, i) => {
+    const gy = top + i * groupHeight
+    parts.push(
+      `<text x="${labelWidth - 10}" y="${gy + (SERIES.length * (barHeight + 2)) / 2 + 4}" text-anchor="end">` +
+        `${escapeXml(`${row.runtime} · ${row.workload}`)}</text>`,
+    )
+    SERIES.forEach((s, j) => {
+      const y = gy + j * (barHeight + 2)
+      const ratio = row.ratio[s.key]
+      if (ratio === null) {
+        parts.push(`<text x="${labelWidth + 4}" y="${y + barHeight - 2}" fill="#a0aec0">n/a</text>`)
+        return
+      }
+      const clipped = ratio > xMax
+      parts.push(
+        `<rect x="${labelWidth}" y="${y}" width="${(x(ratio) - labelWidth).toFixed(1)}" height="${barHeight}" ` +
+          `fill="${s.color}"><title>${escapeXml(`${s.label}: ${ratio.toFixed(3)}`)}</title></rect>`,
+      )
+      labels.push(
+        `<text x="${(x(ratio) + 4).toFixed(1)}" y="${y + barHeight - 2}" font-size="11" paint-order="stroke" ` +
+          `stroke="#ffffff" stroke-width="3">` +
+          `${ratio.toFixed(2)}x${clipped ? " (clipped)" : ""}</text>`,
+      )
+    })
+  })
+  const one = x(1)
+  parts.push(
+    `<line x1="${one}" y1="${top - 10}" x2="${one}" y2="${height - 30}" stroke="#1a202c" stroke-width="1.5" ` +
+      `stroke-dasharray="5 3"/>`,
+    `<text x="${one + 4}" y="${top - 10}" fill="#1a202c" font-size="11">1.0 = baseline</text>`,
+    ...labels,
+    `</svg>`,
+  )
+  return parts.join("\n") + "\n"
+}
+
+// ---------- main ----------
+
+function describe(run: RunRecord): string {
+  const tag = `[${run.runtime} ${run.workload} r${run.round} ${run.impl}]`
+  if (!run.ok || run.metrics === null) return `${tag} FAILED: ${run.error}`
+  const m = run.metrics
+  return (
+    `${tag} ${fmt(m.rps, 0)} req/s  p50 ${fmt(m.p50Us, 1)} us  p99 ${fmt(m.p99Us, 1)} us  ` +
+    `peak ${fmt(m.peakMiB, 1)} MiB  first ${fmt(m.firstMs, 1)} ms  srv CPU ${fmt(m.serverCpuPct, 0)}%  ` +
+    `gen CPU ${fmt(m.loadgenCpuPct, 0)}%  foreign ${fmt(m.foreignCpuPct, 0)}%` +
+    (run.load && run.load.losses + run.load.late > 0 ? `  lost ${run.load.losses} late ${run.load.late}` : "")
+  )
+}
+
+interface Meta {
+  readonly date: string
+  readonly mode: "full" | "smoke" | "calibrate"
+  readonly node: string
+  readonly deno: string | null
+  readonly cpu: string
+  readonly cpus: number
+  readonly kernel: string
+  readonly pinned: string
+  readonly duration_s: number
+  readonly warmup_s: number
+  readonly rounds: number
+  readonly payload_bytes: number
+  readonly caps_cmd: string
+  readonly baseline_cmd: string
+  readonly workloads: ReadonlyArray<Workload>
+}
+
+function subtitleOf(meta: Meta): Array<string> {
+  return [
+    `${meta.date.slice(0, 10)} · ${meta.mode} run · Node ${meta.node} · ` +
+    `${meta.deno?.split(" (")[0] ?? "no Deno"} · ` +
+    `${meta.cpu}, ${meta.cpus} CPUs`,
+    `${meta.pinned === "no" ? "unpinned" : "server pinned to CPU 0, load generator to CPU 1"} · median of ` +
+    `${meta.rounds} round(s) x ${meta.duration_s} s · ${meta.payload_bytes} B requests`,
+  ]
+}
+
+function printSummary(rows: ReadonlyArray<Row>, pair: readonly [Impl, Impl]): void {
+  console.log(`\n${table(rows, pair)}\n`)
+  console.log(
+    "req/s: higher is better; latencies, peak memory (VmHWM) and launch-to-first-answer: lower is better. " +
+      "Medians over rounds;\n±: half the range of req/s over rounds, % of the median (a ratio within it is noise). " +
+      "srv CPU: server CPU during\nthe load (100% = one core saturated). " +
+      "foreign: CPU used by other processes during the load (noise).",
+  )
+  const noisy = rows.some((row) => (row.reference.foreignCpuPct ?? 0) > 10 || (row.candidate.foreignCpuPct ?? 0) > 10)
+  if (noisy) console.log("warning: other processes used >10% of a CPU during some runs; results are noisy")
+  if (pair[1] === "fastserver") {
+    for (const row of rows) {
+      const ratio = row.ratio.rps
+      const verdict = ratio === null ? "n/a" : ratio >= 1.5 ? "generator has headroom" : "generator may be limiting"
+      console.log(
+        `calibration ${row.workload}: fastserver reached ${fmtRatio(ratio)} the Node baseline's req/s (${verdict})`,
+      )
+    }
+  }
+}
+
+function writeSvg(svgPath: string, rows: ReadonlyArray<Row>, meta: Meta): void {
+  fs.mkdirSync(path.dirname(svgPath), { recursive: true })
+  fs.writeFileSync(svgPath, svgChart(rows, subtitleOf(meta)))
+  console.log(`wrote ${path.relative(process.cwd(), svgPath)}`)
+}
+
+/** Redraws the table and chart from a results file, without measuring anything. */
+function render(jsonPath: string, svgPath: string | null): void {
+  const result = JSON.parse(fs.readFileSync(jsonPath, "utf8")) as { meta: Meta; runs: Array<RunRecord> }
+  const pair: readonly [Impl, Impl] = result.meta.mode === "calibrate"
+    ? ["baseline", "fastserver"]
+    : ["baseline", "caps"]
+  // Summarised afresh from the raw runs, so a file written by an older harness gets today's statistics.
+  const runtimes = [...new Set(result.runs.map((run) => run.runtime))]
+  const rows = summarise(result.runs, { runtimes, workloads: result.meta.workloads }, pair)
+  printSummary(rows, pair)
+  if (svgPath !== null) writeSvg(svgPath, rows, result.meta)
+}
+
+function binary(relative: string, fallback: string): string {
+  const candidate = path.join(ROOT, relative)
+  return fs.existsSync(candidate) ? fs.realpathSync(candidate) : fallback
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2))
+  if (options.render !== null) return render(options.render, options.svgPath)
+  const startedAt = Date.now()
+  const stop = () => {
+    for (const pid of live) killGroup(pid, "SIGKILL")
+    process.exit(130)
+  }
+  process.on("SIGINT", stop)
+  process.on("SIGTERM", stop)
+
+  // The project's pinned binaries, resolved to the real executables so /proc/PID/exe can be matched.
+  const bins: Binaries = {
+    node: binary("node_modules/.bin/node", process.execPath),
+    deno: binary("node_modules/.bin/deno", "deno"),
+  }
+  build()
+  const pin = options.pin && tasksetWorks()
+  if (options.pin && !pin) console.error("bench: taskset unavailable or fewer than 2 CPUs; running unpinned")
+  const ctx: Context = { options: { ...options, pin }, bins }
+  const pair: readonly [Impl, Impl] = options.calibrate ? ["baseline", "fastserver"] : ["baseline", "caps"]
+
+  const meta: Meta = {
+    date: new Date(startedAt).toISOString(),
+    mode: options.calibrate ? "calibrate" : options.smoke ? "smoke" : "full",
+    node: version([bins.node, "--version"]),
+    deno: options.runtimes.includes("deno") ? version([bins.deno, "--version"]) : null,
+    cpu: os.cpus()[0]?.model ?? "unknown",
+    cpus: os.availableParallelism(),
+    kernel: os.release(),
+    pinned: pin ? "server on CPU 0, load generator on CPU 1" : "no",
+    duration_s: options.duration,
+    warmup_s: options.warmup,
+    rounds: options.rounds,
+    payload_bytes: options.payload,
+    caps_cmd: options.capsCmd,
+    baseline_cmd: BASELINE_SERVER_CMD,
+    workloads: options.workloads,
+  }
+  console.log(
+    `bench ${meta.mode}: ${options.runtimes.join("+")}, ${options.workloads.length} workloads, ${options.rounds} ` +
+      `round(s) of ${pair.join(" vs ")}, ${options.duration} s + ${options.warmup} s warm-up, payload ` +
+      `${options.payload} B, ${pin ? "pinned" : "unpinned"}\n${pair[1]} command: ` +
+      (pair[1] === "caps" ? options.capsCmd : FASTSERVER),
+  )
+
+  const runs: Array<RunRecord> = []
+  for (const runtime of options.runtimes) {
+    for (const workload of options.workloads) {
+      for (let round = 1; round <= options.rounds; round++) {
+        for (const impl of pair) {
+          const run = await measure(ctx, runtime, workload, impl, round)
+          runs.push(run)
+          console.log(describe(run))
+        }
+      }
+    }
+  }
+
+  const rows = summarise(runs, options, pair)
+  const failures = runs.filter((run) => !run.ok)
+  printSummary(rows, pair)
+  const result = {
+    meta: { ...meta, elapsed_s: (Date.now() - startedAt) / 1000 },
+    ok: failures.length === 0,
+    failures: failures.map((run) => `${run.runtime} ${run.workload} r${run.round} ${run.impl}: ${run.error}`),
+    summary: rows,
+    runs,
+  }
+  fs.mkdirSync(path.dirname(options.jsonPath), { recursive: true })
+  fs.writeFileSync(options.jsonPath, JSON.stringify(result, null, 2) + "\n")
+  console.log(`wrote ${path.relative(process.cwd(), options.jsonPath)}`)
+  if (options.svgPath !== null) writeSvg(options.svgPath, rows, meta)
+  console.log(`elapsed ${result.meta.elapsed_s.toFixed(1)} s`)
+  if (failures.length > 0) {
+    console.error(`\nbench FAILED (${failures.length} run(s)):\n  ${result.failures.join("\n  ")}`)
+    process.exit(1)
+  }
+}
+
+await main()
