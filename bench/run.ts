@@ -25,7 +25,7 @@ import { parseArgs } from "node:util"
  * `{proto}` is tcp or udp; `{host}` and `{port}` are filled in per run. Override with `--caps-cmd` or the
  * CAPS_BENCH_CAPS_CMD environment variable, e.g. to point the caps slot at the baseline as a fairness check.
  */
-export const CAPS_SERVER_CMD = "src/main.ts {proto}-server --host {host} --port {port}"
+export const CAPS_SERVER_CMD = "dist/caps.mjs {proto}-server --host {host} --port {port}"
 
 /** The hand-written baseline servers, same placeholders. */
 export const BASELINE_SERVER_CMD = "bench/baseline/{proto}-server.ts --host {host} --port {port}"

@@ -6,7 +6,7 @@
  * caller handles exactly the cases a function can produce (`Effect.catchTag`),
  * and the CLI maps each tag to its documented exit code (see `Cli.ts`).
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import * as Endpoint from "./Endpoint.ts"
 
 const EndpointSchema = Schema.Struct({

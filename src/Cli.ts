@@ -7,8 +7,16 @@
  * This module only parses settings and wires the library's layers together;
  * what the programs do lives in the modules named after them.
  */
-import { Config, Console, Duration, Effect, Layer, Option, Result, Schema } from "effect"
-import { Command, Flag } from "effect/cli"
+import * as Config from "effect/Config"
+import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import * as Command from "effect/cli/Command"
+import * as Flag from "effect/cli/Flag"
 import * as ClientSession from "./ClientSession.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"

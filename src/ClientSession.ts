@@ -8,7 +8,8 @@
  * so the output can be read by another program. The first failure ends the
  * session with its typed error.
  */
-import { Console, Effect } from "effect"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
 import * as Readline from "node:readline"
 
 /** The textbook's prompt, word for word. */

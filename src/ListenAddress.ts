@@ -4,7 +4,7 @@
  * both families; a host without IPv6 refuses `::`, and the server falls back
  * to `0.0.0.0`, IPv4 only.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import * as CapsError from "./CapsError.ts"
 
 /** The wildcard addresses tried, in order, when no host is given. */

@@ -5,7 +5,7 @@
  * server that binds IPv4 only (the textbook's) is then reached by the name
  * `localhost` even where that name also has an IPv6 address.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import * as Dns from "node:dns"
 import * as Net from "node:net"
 import * as CapsError from "./CapsError.ts"

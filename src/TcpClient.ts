@@ -11,9 +11,15 @@
  * Any failure or timeout discards the connection, so a late reply can never
  * be read as the answer to the next sentence.
  */
-import { NodeSocket } from "@effect/platform-node"
-import { Context, Duration, Effect, Exit, Layer, Scope, Semaphore } from "effect"
-import type { Socket } from "effect/socket"
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
+import type * as Socket from "effect/socket/Socket"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import { LineFramer } from "./LineFramer.ts"

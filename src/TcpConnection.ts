@@ -12,8 +12,8 @@
  * The peer closing is normal flow; a reset, an over-long line or invalid
  * UTF-8 is logged with the peer and ends or affects only this connection.
  */
-import { Effect } from "effect"
-import type { Socket } from "effect/socket"
+import * as Effect from "effect/Effect"
+import type * as Socket from "effect/socket/Socket"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import { LineFramer } from "./LineFramer.ts"
@@ -41,34 +41,27 @@ export interface ConnectionControl {
 export type End = "eof" | "reset" | "too-long" | "drained"
 
 const encoder = new TextEncoder()
-const NEWLINE = new Uint8Array([0x0a])
 
 const bytesOf = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "string" ? encoder.encode(chunk) : chunk
 
-/** Maps one piece of a stream through a "stream" transform. */
+/** Maps one piece of a stream through a "stream" transform; replies are strings, encoded by the socket. */
 const streamReplies = (
   transform: TransformShape,
   decoder: Utf8.StreamDecoder,
   chunks: ReadonlyArray<Uint8Array | string>,
-): Array<Uint8Array> => {
-  const out: Array<Uint8Array> = []
+): Array<string> => {
+  const out: Array<string> = []
   for (const chunk of chunks) {
-    const bytes = bytesOf(chunk)
-    if (transform.applyAscii !== undefined && decoder.atBoundary && Utf8.isAscii(bytes)) {
-      transform.applyAscii(bytes)
-      out.push(bytes)
-    } else {
-      const text = decoder.decode(bytes)
-      if (text.length > 0) out.push(encoder.encode(transform.apply(text)))
-    }
+    const text = decoder.decode(bytesOf(chunk))
+    if (text.length > 0) out.push(transform.apply(text))
   }
   return out
 }
 
-const lineReply = (transform: TransformShape, line: Uint8Array, malformed: { count: number }): Uint8Array => {
+const lineReply = (transform: TransformShape, line: Uint8Array, malformed: { count: number }): string => {
   const decoded = Utf8.decodeWhole(line)
   malformed.count += decoded.malformed
-  return encoder.encode(transform.apply(decoded.text))
+  return transform.apply(decoded.text)
 }
 
 /** Serves one connection until the peer closes it, it fails, or the fiber is interrupted. */
@@ -98,7 +91,7 @@ export const serve = (
       )
       control.idle = false
       if (chunks === undefined) break
-      let replies: Array<Uint8Array>
+      let replies: Array<string>
       if (transform.framing === "stream") {
         replies = streamReplies(transform, decoder, chunks)
       } else {
@@ -113,7 +106,7 @@ export const serve = (
             )
             break
           }
-          for (const line of framed.lines) replies.push(lineReply(transform, line, malformed), NEWLINE)
+          for (const line of framed.lines) replies.push(lineReply(transform, line, malformed) + "\n")
         }
       }
       const invalid = decoder.malformed + malformed.count
@@ -126,7 +119,7 @@ export const serve = (
         reported = invalid
       }
       if (replies.length > 0) {
-        const written = yield* writer.writeAll(replies as [Uint8Array, ...Array<Uint8Array>]).pipe(
+        const written = yield* writer.writeAll(replies as [string, ...Array<string>]).pipe(
           Effect.as(true),
           Effect.catch(() => Effect.succeed(false)),
         )
@@ -147,7 +140,7 @@ export const serve = (
       const rest = transform.framing === "stream" ? decoder.end() : undefined
       const last = transform.framing === "line" ? framer.end() : undefined
       const tail = rest !== undefined && rest.length > 0
-        ? encoder.encode(transform.apply(rest))
+        ? transform.apply(rest)
         : last !== undefined
         ? lineReply(transform, last, malformed)
         : undefined

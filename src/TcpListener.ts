@@ -14,9 +14,11 @@
  * `run`, so interrupting `run` (or closing the scope) interrupts them all and
  * closes their sockets; a failing handler is logged and contained.
  */
-import { NodeSocket } from "@effect/platform-node"
-import { Effect, FiberSet, Scope } from "effect"
-import type { Socket } from "effect/socket"
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
+import * as Scope from "effect/Scope"
+import type * as Socket from "effect/socket/Socket"
 import * as Net from "node:net"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"

@@ -14,7 +14,11 @@
  *    closes its socket;
  * 5. log one line saying how many connections finished and how many were cut.
  */
-import { Context, Duration, Effect, Fiber, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"

@@ -8,7 +8,10 @@
  * so the server answers bytes as they arrive, newline or not; a "line"
  * transform needs whole lines and answers one reply line per input line.
  */
-import { Context, Layer, Result, Schema } from "effect"
+import * as Context from "effect/Context"
+import * as Layer from "effect/Layer"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
 
 /** A transform as the servers use it. */
 export interface TransformShape {
@@ -17,23 +20,10 @@ export interface TransformShape {
   readonly framing: "stream" | "line"
   /** Maps one sentence (a datagram, a line without its newline, or a piece of a stream). */
   readonly apply: (text: string) => string
-  /**
-   * Optional fast path for input that is pure ASCII: transforms the bytes in
-   * place, with the same result as `apply` on their decoding. It spares the
-   * decode/encode round trip for the common case.
-   */
-  readonly applyAscii?: ((bytes: Uint8Array) => void) | undefined
 }
 
 /** The transform a server applies; see `layer` and `fromSpec`. */
 export class Transform extends Context.Service<Transform, TransformShape>()("caps/Transform") {}
-
-const upperAscii = (bytes: Uint8Array): void => {
-  for (let i = 0; i < bytes.length; i++) {
-    const byte = bytes[i]
-    if (byte >= 0x61 && byte <= 0x7a) bytes[i] = byte - 0x20
-  }
-}
 
 /**
  * Unicode full upper-casing, as Python's `str.upper()` gives it (`ß` -> `SS`,
@@ -43,7 +33,6 @@ export const upper: TransformShape = {
   name: "upper",
   framing: "stream",
   apply: (text) => text.toUpperCase(),
-  applyAscii: upperAscii,
 }
 
 /** The book's extension: the decimal count of `letter` (one code point, case-sensitive) in each sentence. */

@@ -9,9 +9,15 @@
  * answer it and a late reply to an earlier request can never be taken for
  * the answer to a later one: it arrives at a socket that is already closed.
  */
-import { NodeDatagramSocket } from "@effect/platform-node"
-import { Context, Deferred, Duration, Effect, Exit, Layer, Schedule } from "effect"
-import type { DatagramSocket } from "effect/socket"
+import * as NodeDatagramSocket from "@effect/platform-node/NodeDatagramSocket"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import type * as DatagramSocket from "effect/socket/DatagramSocket"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as Resolver from "./Resolver.ts"

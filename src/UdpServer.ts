@@ -10,11 +10,13 @@
  * batches and answered with one batched write. The receive queue is bounded;
  * what overflows it is dropped and counted.
  */
-import { NodeDatagramSocket } from "@effect/platform-node"
-import { Context, Effect, Layer } from "effect"
-import { NetAddress } from "effect/net"
+import * as NodeDatagramSocket from "@effect/platform-node/NodeDatagramSocket"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as NetAddress from "effect/net/NetAddress"
 import type * as Scope from "effect/Scope"
-import type { DatagramSocket } from "effect/socket"
+import type * as DatagramSocket from "effect/socket/DatagramSocket"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"
@@ -135,11 +137,6 @@ type Answer =
 
 const answer = (transform: TransformShape, payload: Uint8Array, maxBytes: number): Answer => {
   if (payload.length > maxBytes) return { _tag: "TooLarge" }
-  if (transform.applyAscii !== undefined && Utf8.isAscii(payload)) {
-    // The payload is this datagram's own buffer, so it can be answered in place.
-    transform.applyAscii(payload)
-    return { _tag: "Reply", payload, malformed: false }
-  }
   const decoded = Utf8.decodeWhole(payload)
   return { _tag: "Reply", payload: encoder.encode(transform.apply(decoded.text)), malformed: decoded.malformed > 0 }
 }

@@ -1,18 +1,25 @@
 /**
  * UTF-8 decoding for byte streams and datagrams.
  *
+ * Most traffic is plain ASCII, whose bytes are already their text: it is
+ * checked and sliced by the runtime's native code, with no decoder involved.
+ *
  * One streaming decoder per connection, so a character split across two
  * reads is decoded whole (decoding each read on its own, as `Socket`'s string
  * helpers do, turns it into U+FFFD). Invalid bytes never throw: each maximal
  * invalid sequence becomes U+FFFD (the WHATWG rule) and is counted, so the
  * server can log it with the peer and go on serving.
  */
+import { Buffer, isAscii as nativeIsAscii } from "node:buffer"
 
 /** Whether every byte is below 0x80, i.e. the bytes are ASCII text as they are. */
-export const isAscii = (bytes: Uint8Array): boolean => {
-  for (let i = 0; i < bytes.length; i++) if (bytes[i] >= 0x80) return false
-  return true
-}
+export const isAscii = (bytes: Uint8Array): boolean => nativeIsAscii(bytes)
+
+const asBuffer = (bytes: Uint8Array): Buffer =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
+// Only for ASCII bytes, where Latin-1 and UTF-8 agree: a native copy into a one-byte string.
+const asciiText = (bytes: Uint8Array): string => asBuffer(bytes).toString("latin1")
 
 const REPLACEMENT = "\uFFFD"
 
@@ -47,6 +54,7 @@ const stillNeeded = (bytes: Uint8Array, before: number): number => {
 
 /** Decodes one whole datagram; `malformed` counts the invalid sequences replaced by U+FFFD. */
 export const decodeWhole = (bytes: Uint8Array): { readonly text: string; readonly malformed: number } => {
+  if (isAscii(bytes)) return { text: asciiText(bytes), malformed: 0 }
   const text = wholeDecoder.decode(bytes)
   const replaced = countReplacements(text)
   return { text, malformed: replaced === 0 ? 0 : Math.max(0, replaced - countEncodedReplacements(bytes)) }
@@ -67,6 +75,7 @@ export class StreamDecoder {
 
   /** Decodes the next piece of the stream, holding back a trailing partial character. */
   decode(bytes: Uint8Array): string {
+    if (this.#needed === 0 && isAscii(bytes)) return asciiText(bytes)
     const text = this.#decoder.decode(bytes, { stream: true })
     this.#needed = stillNeeded(bytes, this.#needed)
     this.#count(text, bytes)

@@ -8,9 +8,15 @@
  * (`ExitCode.ts`). SIGINT and SIGTERM interrupt the program, so every socket
  * is closed by its scope on the way out.
  */
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Cause, Effect, Exit, Layer, Logger } from "effect"
-import { CliError, CliOutput } from "effect/cli"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as CliError from "effect/cli/CliError"
+import * as CliOutput from "effect/cli/CliOutput"
 import * as Cli from "./Cli.ts"
 import * as ExitCode from "./ExitCode.ts"
 import * as Runtime from "./Runtime.ts"

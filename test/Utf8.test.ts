@@ -44,6 +44,18 @@ describe("Utf8", () => {
     assert.strictEqual(decoder.malformed, 1)
   })
 
+  it("decodes ASCII without the decoder, also right after a character split across reads", () => {
+    const decoder = new Utf8.StreamDecoder()
+    const euro = encode("€")
+    assert.strictEqual(decoder.decode(euro.subarray(0, 1)), "")
+    assert.isFalse(decoder.atBoundary)
+    // ASCII bytes here end the broken character (U+FFFD), they must not bypass the decoder.
+    assert.strictEqual(decoder.decode(encode("ab")), "\uFFFDab")
+    assert.isTrue(decoder.atBoundary)
+    assert.strictEqual(decoder.decode(encode("cd")), "cd")
+    assert.strictEqual(Utf8.decodeWhole(encode("plain")).text, "plain")
+  })
+
   it("tells ASCII from non-ASCII bytes", () => {
     assert.isTrue(Utf8.isAscii(encode("plain ascii\n")))
     assert.isFalse(Utf8.isAscii(encode("café")))
