@@ -14,11 +14,9 @@
  * `run`, so interrupting `run` (or closing the scope) interrupts them all and
  * closes their sockets; a failing handler is logged and contained.
  */
-import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Scope from "effect/Scope"
-import type * as Socket from "effect/socket/Socket"
 import * as Net from "node:net"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
@@ -38,12 +36,10 @@ export interface ListenOptions {
   readonly maxConnections?: number | undefined
 }
 
-/** An accepted connection: the socket and who is on the other end. */
+/** An accepted connection: the socket, closed with the handler's scope, and who is on the other end. */
 export interface Connection {
-  readonly socket: Socket.Socket
+  readonly socket: Net.Socket
   readonly peer: Endpoint.Endpoint
-  /** The underlying Node socket, for options such as keep-alive and for counting. */
-  readonly raw: Net.Socket
 }
 
 /** A listening server. */
@@ -150,10 +146,8 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
         ))
       }
       const serve = (conn: Net.Socket) => {
-        const socket = NodeSocket.fromDuplex(
-          Effect.acquireRelease(Effect.succeed(conn), (conn) => Effect.sync(() => release(conn))),
-        )
-        runFork(Effect.scoped(Effect.flatMap(socket, (socket) => handler({ socket, peer: peerOf(conn), raw: conn }))))
+        const socket = Effect.acquireRelease(Effect.succeed(conn), (conn) => Effect.sync(() => release(conn)))
+        runFork(Effect.scoped(Effect.flatMap(socket, (socket) => handler({ socket, peer: peerOf(socket) }))))
       }
       onConnection = serve
       onAcceptError = logAcceptError

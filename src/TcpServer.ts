@@ -17,7 +17,6 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as CapsError from "./CapsError.ts"
@@ -70,7 +69,6 @@ export const DEFAULT_DRAIN_TIMEOUT = Duration.seconds(5)
 
 interface Tracked {
   readonly control: TcpConnection.ConnectionControl
-  readonly fiber: Fiber.Fiber<unknown, unknown>
 }
 
 /** Binds, then serves in a fiber of the current scope; drains when the scope closes. */
@@ -90,16 +88,16 @@ export const make = (
     const tracked = new Set<Tracked>()
     const counts = { connectionsTotal: 0, idleTimeouts: 0, malformedConnections: 0 }
 
-    const handle = ({ peer, raw, socket }: TcpListener.Connection) =>
-      Effect.withFiber((fiber) => {
-        const entry: Tracked = { control: { idle: false, draining: false }, fiber }
+    const handle = ({ peer, socket }: TcpListener.Connection) =>
+      Effect.suspend(() => {
+        const entry: Tracked = { control: { draining: false } }
         tracked.add(entry)
         counts.connectionsTotal++
         let timedOut = false
         // Node's socket timeout counts bytes in either direction, which is what idle means here.
-        raw.setTimeout(idleMillis, () => {
+        socket.setTimeout(idleMillis, () => {
           timedOut = true
-          raw.destroy()
+          socket.destroy()
         })
         return TcpConnection.serve(socket, peer, transform, connectionOptions, entry.control).pipe(
           Effect.tap(({ malformed }) =>
@@ -121,10 +119,7 @@ export const make = (
       const started = Date.now()
       yield* listener.stopAccepting
       const atStart = tracked.size
-      for (const { control, fiber } of tracked) {
-        control.draining = true
-        if (control.idle) fiber.interruptUnsafe()
-      }
+      for (const { control } of tracked) control.drain?.()
       yield* Effect.gen(function* () {
         while (tracked.size > 0) yield* Effect.sleep(Duration.millis(10))
       }).pipe(Effect.timeoutOrElse({ duration: drainTimeout, orElse: () => Effect.void }))
