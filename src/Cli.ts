@@ -26,6 +26,27 @@ import * as Transform from "./Transform.ts"
 import * as UdpClient from "./UdpClient.ts"
 import * as UdpServer from "./UdpServer.ts"
 
+/** The environment variable of a flag: `--max-line-bytes` is read from `CAPS_MAX_LINE_BYTES`. */
+export const envVarOf = (flag: string): string => `CAPS_${flag.toUpperCase().replaceAll("-", "_")}`
+
+/**
+ * Rewrites a flag error whose value came from the environment so that it names the variable:
+ * `Invalid value for flag --port: "config". Expected: SchemaError(...)` tells a user nothing.
+ */
+export const explainUsageError = (message: string, argv: ReadonlyArray<string>): string => {
+  const match = /^Invalid value for flag --([\w-]+): "([^"]*)"\. Expected:? (.*)$/s.exec(message)
+  if (match === null) return message
+  const [, flag, value, expected] = match
+  const env = envVarOf(flag)
+  const fromEnvironment = value === "config" || !argv.some((arg) => arg === `--${flag}` || arg.startsWith(`--${flag}=`))
+  if (!fromEnvironment || process.env[env] === undefined) return message
+  const expectation = expected.replace(/^SchemaError\(/, "").replace(/\s+at \[.*$/s, "").replace(
+    /^Schema validation failed: /,
+    "",
+  )
+  return `Invalid value in environment variable ${env}=${JSON.stringify(process.env[env])}: ${expectation.trim()}`
+}
+
 /** The version printed by `--version`. */
 export const VERSION = "0.1.0"
 
@@ -38,20 +59,20 @@ const PositiveInt = Schema.Int.check(Schema.isGreaterThan(0))
 const port = (schema: typeof Port) =>
   Flag.Int("port").pipe(
     Flag.withDescription("port number; default 12000 (env CAPS_PORT)"),
-    Flag.withFallbackConfig(Config.Int("CAPS_PORT")),
+    Flag.withFallbackConfig(Config.Int(envVarOf("port"))),
     Flag.withDefault(12000),
     Flag.withSchema(schema),
   )
 
 const serverHost = Flag.String("host").pipe(
   Flag.withDescription("interface to listen on; all interfaces, IPv6 and IPv4, if not given (env CAPS_HOST)"),
-  Flag.withFallbackConfig(Config.String("CAPS_HOST")),
+  Flag.withFallbackConfig(Config.String(envVarOf("host"))),
   Flag.optional,
 )
 
 const clientHost = Flag.String("host").pipe(
   Flag.withDescription("server host name or address; default localhost (env CAPS_HOST)"),
-  Flag.withFallbackConfig(Config.String("CAPS_HOST")),
+  Flag.withFallbackConfig(Config.String(envVarOf("host"))),
   Flag.withDefault("localhost"),
 )
 
@@ -59,7 +80,7 @@ const transform = Flag.String("transform").pipe(
   Flag.withDescription(
     "what the server does to each sentence: upper (default), or count:<letter> (env CAPS_TRANSFORM)",
   ),
-  Flag.withFallbackConfig(Config.String("CAPS_TRANSFORM")),
+  Flag.withFallbackConfig(Config.String(envVarOf("transform"))),
   Flag.withDefault("upper"),
   Flag.filterMap(
     (spec) => Result.getSuccess(Transform.fromSpec(spec)),
@@ -67,18 +88,18 @@ const transform = Flag.String("transform").pipe(
   ),
 )
 
-const intFlag = (name: string, env: string, description: string, fallback: number, schema = PositiveInt) =>
+const intFlag = (name: string, description: string, fallback: number, schema = PositiveInt) =>
   Flag.Int(name).pipe(
-    Flag.withDescription(`${description}; default ${fallback} (env ${env})`),
-    Flag.withFallbackConfig(Config.Int(env)),
+    Flag.withDescription(`${description}; default ${fallback} (env ${envVarOf(name)})`),
+    Flag.withFallbackConfig(Config.Int(envVarOf(name))),
     Flag.withDefault(fallback),
     Flag.withSchema(schema),
   )
 
-const secondsFlag = (name: string, env: string, description: string, fallback: number) =>
+const secondsFlag = (name: string, description: string, fallback: number) =>
   Flag.Finite(name).pipe(
-    Flag.withDescription(`${description}; default ${fallback} (env ${env})`),
-    Flag.withFallbackConfig(Config.Finite(env)),
+    Flag.withDescription(`${description}; default ${fallback} (env ${envVarOf(name)})`),
+    Flag.withFallbackConfig(Config.Finite(envVarOf(name))),
     Flag.withDefault(fallback),
     Flag.withSchema(Positive),
   )
@@ -92,7 +113,6 @@ const serverFlags = {
   transform,
   drainTimeout: secondsFlag(
     "drain-timeout",
-    "CAPS_DRAIN_TIMEOUT",
     "seconds a shutdown waits for busy TCP connections",
     Duration.toSeconds(TcpServer.DEFAULT_DRAIN_TIMEOUT),
   ),
@@ -102,19 +122,16 @@ const serverFlags = {
 const tcpFlags = {
   maxLineBytes: intFlag(
     "max-line-bytes",
-    "CAPS_MAX_LINE_BYTES",
     "longest TCP line a line transform accepts, in bytes",
     TcpServer.DEFAULT_MAX_LINE_BYTES,
   ),
   maxConnections: intFlag(
     "max-connections",
-    "CAPS_MAX_CONNECTIONS",
     "TCP connections served at once; more are closed at once",
     TcpServer.DEFAULT_MAX_CONNECTIONS,
   ),
   idleTimeout: secondsFlag(
     "idle-timeout",
-    "CAPS_IDLE_TIMEOUT",
     "seconds without bytes after which a TCP connection is closed",
     Duration.toSeconds(TcpServer.DEFAULT_IDLE_TIMEOUT),
   ),
@@ -124,20 +141,17 @@ const tcpFlags = {
 const udpFlags = {
   maxDatagramBytes: intFlag(
     "max-datagram-bytes",
-    "CAPS_MAX_DATAGRAM_BYTES",
     "longest datagram answered, in bytes",
     UdpServer.MAX_UDP_PAYLOAD,
     Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: UdpServer.MAX_UDP_PAYLOAD })),
   ),
   receiveQueue: intFlag(
     "receive-queue",
-    "CAPS_RECEIVE_QUEUE",
     "datagrams queued before serving; more are dropped and counted",
     UdpServer.DEFAULT_RECEIVE_QUEUE,
   ),
   rateLimit: intFlag(
     "rate-limit",
-    "CAPS_RATE_LIMIT",
     "datagrams a second served per source IP, bursts of twice that; 0 for no limit",
     0,
     Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
@@ -170,14 +184,14 @@ const tcpLayer = (flags: ServerFlags & TcpFlags) =>
 const timeout = (seconds: number) =>
   Flag.Finite("timeout").pipe(
     Flag.withDescription(`seconds to wait for a reply; default ${seconds} (env CAPS_TIMEOUT)`),
-    Flag.withFallbackConfig(Config.Finite("CAPS_TIMEOUT")),
+    Flag.withFallbackConfig(Config.Finite(envVarOf("timeout"))),
     Flag.withDefault(seconds),
     Flag.withSchema(Positive),
   )
 
 const attempts = Flag.Int("attempts").pipe(
   Flag.withDescription("how many times a sentence is sent before giving up (env CAPS_ATTEMPTS)"),
-  Flag.withFallbackConfig(Config.Int("CAPS_ATTEMPTS")),
+  Flag.withFallbackConfig(Config.Int(envVarOf("attempts"))),
   Flag.withDefault(3),
   Flag.withSchema(PositiveInt),
 )

@@ -26,7 +26,10 @@ const presenter = CliOutput.layerPresenter({
   present: (event) => {
     switch (event._tag) {
       case "InvalidInvocation": {
-        const problems = event.errors.map((error) => error.message.replaceAll("\n", " ")).join("; ")
+        const argv = process.argv.slice(2)
+        const problems = event.errors
+          .map((error) => Cli.explainUsageError(error.message, argv).replaceAll("\n", " "))
+          .join("; ")
         const command = event.commandPath.join(" ")
         return Effect.sync(() => process.stderr.write(`${command}: ${problems} (see ${command} --help)\n`))
       }
