@@ -145,10 +145,11 @@ const udpFlags = {
     UdpServer.MAX_UDP_PAYLOAD,
     Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: UdpServer.MAX_UDP_PAYLOAD })),
   ),
-  receiveQueue: intFlag(
-    "receive-queue",
-    "datagrams queued before serving; more are dropped and counted",
-    UdpServer.DEFAULT_RECEIVE_QUEUE,
+  receiveBufferBytes: intFlag(
+    "receive-buffer-bytes",
+    "the kernel's receive buffer (the receive queue) in bytes; 0 for the system's default",
+    0,
+    Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
   ),
   rateLimit: intFlag(
     "rate-limit",
@@ -167,7 +168,7 @@ const udpLayer = (flags: ServerFlags & UdpFlags) =>
     host: Option.getOrUndefined(flags.host),
     port: flags.port,
     maxDatagramBytes: flags.maxDatagramBytes,
-    receiveQueue: flags.receiveQueue,
+    receiveBufferBytes: flags.receiveBufferBytes === 0 ? undefined : flags.receiveBufferBytes,
     rateLimit: flags.rateLimit === 0 ? undefined : { perSecond: flags.rateLimit, burst: 2 * flags.rateLimit },
   })
 

@@ -5,7 +5,8 @@
  *
  * Layout (one concept per module):
  * - `UdpServer`, `TcpServer`, `UdpClient`, `TcpClient`: the textbook's four programs.
- * - `TcpListener` (accept loop) and `TcpConnection` (one connection), under `TcpServer`.
+ * - `TcpListener` (accept loop) and `TcpConnection` (one connection), under `TcpServer`;
+ *   `UdpGuard` (loop, amplification and rate guards), under `UdpServer`.
  * - `Transform`: what a server does to a sentence, pluggable.
  * - `LineFramer`, `Utf8`: the pure protocol, framing and decoding, apart from I/O.
  * - `CapsError`: the typed failures; `Endpoint`: how places are named in messages.
@@ -17,5 +18,6 @@ export * as TcpClient from "./TcpClient.ts"
 export * as TcpServer from "./TcpServer.ts"
 export * as Transform from "./Transform.ts"
 export * as UdpClient from "./UdpClient.ts"
+export * as UdpGuard from "./UdpGuard.ts"
 export * as UdpServer from "./UdpServer.ts"
 export * as Utf8 from "./Utf8.ts"
