@@ -7,15 +7,46 @@
  * /proc/net/udp and /proc/net/udp6 (the last column); elsewhere it is unknown.
  */
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 
-const tables = ["/proc/net/udp", "/proc/net/udp6"]
+const hex = (byte: number) => byte.toString(16).toUpperCase().padStart(2, "0")
 
-/** Drops counted by the kernel for sockets bound to `port`; `undefined` where the platform does not say. */
-export const droppedOnPort = (port: number): number | undefined => {
-  const hexPort = port.toString(16).toUpperCase().padStart(4, "0")
-  let found = false
-  let drops = 0
-  for (const table of tables) {
+// The kernel prints addresses as 32-bit words in host byte order (little-endian on the machines caps runs on).
+const littleEndianWords = (bytes: ReadonlyArray<number>): string => {
+  let out = ""
+  for (let word = 0; word < bytes.length; word += 4) {
+    for (let i = 3; i >= 0; i--) out += hex(bytes[word + i])
+  }
+  return out
+}
+
+const ipv6Bytes = (address: string): Array<number> => {
+  const [head, tail = ""] = address.split("::")
+  const groups = (part: string) => part === "" ? [] : part.split(":")
+  const left = groups(head)
+  const right = groups(tail)
+  const all = address.includes("::") ? [...left, ...Array(8 - left.length - right.length).fill("0"), ...right] : left
+  return all.flatMap((group) => {
+    const value = parseInt(group, 16)
+    return [value >> 8, value & 0xff]
+  })
+}
+
+/** The local address of a socket bound to `host`:`port`, as /proc/net/udp{,6} spells it. */
+const procAddress = (host: string, port: number): string | undefined => {
+  const portHex = port.toString(16).toUpperCase().padStart(4, "0")
+  if (Net.isIPv4(host)) return `${littleEndianWords(host.split(".").map(Number))}:${portHex}`
+  if (Net.isIPv6(host) && !host.includes(".") && !host.includes("%")) {
+    return `${littleEndianWords(ipv6Bytes(host))}:${portHex}`
+  }
+  return undefined
+}
+
+/** Drops counted by the kernel for the socket bound to `host`:`port`; `undefined` where the platform does not say. */
+export const dropped = (host: string, port: number): number | undefined => {
+  const local = procAddress(host, port)
+  if (local === undefined) return undefined
+  for (const table of ["/proc/net/udp", "/proc/net/udp6"]) {
     let text: string
     try {
       text = Fs.readFileSync(table, "utf8")
@@ -24,10 +55,8 @@ export const droppedOnPort = (port: number): number | undefined => {
     }
     for (const line of text.split("\n").slice(1)) {
       const fields = line.trim().split(/\s+/)
-      if (fields.length < 13 || !fields[1].endsWith(`:${hexPort}`)) continue
-      found = true
-      drops += Number(fields[fields.length - 1]) || 0
+      if (fields.length >= 13 && fields[1] === local) return Number(fields[fields.length - 1]) || 0
     }
   }
-  return found ? drops : undefined
+  return undefined
 }

@@ -248,7 +248,7 @@ export const make = (
       })
     })
 
-    const dropped = () => UdpDrops.droppedOnPort(address.port)
+    const dropped = () => UdpDrops.dropped(local.address, local.port)
     yield* Effect.forkScoped(serve)
     // Runs first when the scope closes (added after the fork); the serve fiber is interrupted next.
     yield* Effect.addFinalizer(() =>
