@@ -124,6 +124,7 @@ export const serve = (
         report()
         if (reply === undefined) return
         write(reply)
+        if (control.draining && !writing) finish("drained")
       }
 
       const onDrain = () => {
@@ -159,7 +160,13 @@ export const serve = (
 
       control.drain = () => {
         control.draining = true
-        if (!writing) finish("drained")
+        // Bytes that reached the socket before the shutdown began are still answered: they are read in the
+        // event loop's next poll phase, which two nested turns of `setImmediate` are sure to include.
+        setImmediate(() =>
+          setImmediate(() => {
+            if (!writing) finish("drained")
+          })
+        )
       }
       conn.on("data", onData)
       conn.on("drain", onDrain)

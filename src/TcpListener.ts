@@ -57,12 +57,19 @@ export interface TcpListener {
   readonly rejected: () => number
 }
 
-// Let queued replies flush before closing, but never hold a socket whose peer stopped reading.
+// A lingering close, as nginx's `lingering_close`: send our FIN once queued replies are flushed, then read
+// and discard until the peer closes too. Closing a socket with unread bytes makes the kernel reset the
+// connection and throw away replies the peer has not read yet. Bounded, so a peer that never closes
+// (or never reads) cannot hold the socket.
 const LINGER_MILLIS = 5_000
 const release = (conn: Net.Socket): void => {
   if (conn.destroyed) return
-  conn.destroySoon()
-  if (!conn.destroyed) setTimeout(() => conn.destroy(), LINGER_MILLIS).unref()
+  conn.on("data", () => {})
+  conn.on("error", () => conn.destroy())
+  conn.once("end", () => conn.destroy())
+  conn.end()
+  conn.resume()
+  setTimeout(() => conn.destroy(), LINGER_MILLIS).unref()
 }
 
 const peerOf = (conn: Net.Socket): Endpoint.Endpoint =>

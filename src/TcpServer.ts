@@ -20,6 +20,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as CapsError from "./CapsError.ts"
+import * as DescriptorBudget from "./DescriptorBudget.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import * as TcpConnection from "./TcpConnection.ts"
@@ -34,7 +35,10 @@ export interface TcpServerOptions {
   readonly port?: number | undefined
   /** Longest line a line transform accepts, 64 KiB by default. */
   readonly maxLineBytes?: number | undefined
-  /** Connections served at once, 10,000 by default; more are accepted and closed at once. */
+  /**
+   * Connections served at once, 10,000 by default, and never more than the descriptor limit
+   * leaves (see `DescriptorBudget`); more are accepted and closed at once.
+   */
   readonly maxConnections?: number | undefined
   /** A connection with no bytes in either direction for this long is closed; 60 s by default. */
   readonly idleTimeout?: Duration.Input | undefined
@@ -77,7 +81,9 @@ export const make = (
 ): Effect.Effect<TcpServer["Service"], CapsError.BindError, Scope.Scope | Transform> =>
   Effect.gen(function* () {
     const transform = yield* Transform
-    const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+    const requested = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+    const descriptors = DescriptorBudget.connections()
+    const maxConnections = Math.min(requested, descriptors?.budget ?? Infinity)
     const listener = yield* ListenAddress.bind(
       options.host,
       (host) => TcpListener.make({ host, port: options.port ?? 12000, backlog: options.backlog, maxConnections }),
@@ -131,6 +137,13 @@ export const make = (
       )
     })
 
+    if (descriptors !== undefined && maxConnections < requested) {
+      yield* Effect.logWarning(
+        `descriptor limit (ulimit -n) is ${descriptors.limit}: ${Endpoint.format(listener.address)} serves at most ` +
+          `${maxConnections} connections at once, not ${requested}, and closes more at once, so that accept ` +
+          `never fails with EMFILE`,
+      )
+    }
     yield* Effect.forkScoped(listener.run(handle))
     // Added after the fork, so it runs first when the scope closes: drain, then interrupt what is left.
     yield* Effect.addFinalizer(() => drain)

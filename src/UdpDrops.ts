@@ -6,8 +6,8 @@
  * kernel counts what overflows it. Linux publishes the count per socket in
  * /proc/net/udp and /proc/net/udp6 (the last column); elsewhere it is unknown.
  */
-import * as Fs from "node:fs"
 import * as Net from "node:net"
+import * as ProcFs from "./ProcFs.ts"
 
 const hex = (byte: number) => byte.toString(16).toUpperCase().padStart(2, "0")
 
@@ -47,12 +47,8 @@ export const dropped = (host: string, port: number): number | undefined => {
   const local = procAddress(host, port)
   if (local === undefined) return undefined
   for (const table of ["/proc/net/udp", "/proc/net/udp6"]) {
-    let text: string
-    try {
-      text = Fs.readFileSync(table, "utf8")
-    } catch {
-      continue
-    }
+    const text = ProcFs.readText(table)
+    if (text === undefined) continue
     for (const line of text.split("\n").slice(1)) {
       const fields = line.trim().split(/\s+/)
       if (fields.length >= 13 && fields[1] === local) return Number(fields[fields.length - 1]) || 0
