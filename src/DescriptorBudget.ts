@@ -5,7 +5,8 @@
  * for good), so a server must not get there: the TCP server caps its
  * connection limit to what the descriptor limit (`ulimit -n`) leaves, and
  * past it closes new connections itself, counted and logged. Linux tells both
- * numbers in /proc; elsewhere the budget is unknown and the limit stands.
+ * numbers in /proc; where they cannot be read, the usual limit of 1024 is
+ * assumed unless a connection limit is given explicitly.
  */
 import * as ProcFs from "./ProcFs.ts"
 
@@ -24,10 +25,15 @@ export const openNow = (): number | undefined => {
   return ProcFs.readDirectory("/proc/self/fd")?.length
 }
 
-/** Connections that fit in the descriptors left (at least 1), or `undefined` when unknown. */
-export const connections = (): { readonly limit: number; readonly budget: number } | undefined => {
+/** The usual soft limit, assumed where the platform does not tell (Deno reads /proc/self only with --allow-all). */
+export const ASSUMED_LIMIT = 1024
+
+/** Connections that fit in the descriptors left (at least 1); `known` says whether the limit was read or assumed. */
+export const connections = (): { readonly limit: number; readonly budget: number; readonly known: boolean } => {
   const limit = softLimit()
   const open = openNow()
-  if (limit === undefined || open === undefined) return undefined
-  return { limit, budget: Math.max(1, limit - open - RESERVE) }
+  if (limit === undefined || open === undefined) {
+    return { limit: ASSUMED_LIMIT, budget: ASSUMED_LIMIT - 2 * RESERVE, known: false }
+  }
+  return { limit, budget: Math.max(1, limit - open - RESERVE), known: true }
 }

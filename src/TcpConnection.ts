@@ -161,12 +161,12 @@ export const serve = (
       control.drain = () => {
         control.draining = true
         // Bytes that reached the socket before the shutdown began are still answered: they are read in the
-        // event loop's next poll phase, which two nested turns of `setImmediate` are sure to include.
-        setImmediate(() =>
+        // event loop's next poll phase, which a timer followed by an immediate is sure to include (on Node the
+        // timer alone may run before it; on Deno an immediate alone does).
+        setTimeout(() =>
           setImmediate(() => {
             if (!writing) finish("drained")
-          })
-        )
+          }), 0)
       }
       conn.on("data", onData)
       conn.on("drain", onDrain)

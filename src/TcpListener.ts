@@ -69,7 +69,9 @@ const release = (conn: Net.Socket): void => {
   conn.once("end", () => conn.destroy())
   conn.end()
   conn.resume()
-  setTimeout(() => conn.destroy(), LINGER_MILLIS).unref()
+  const timer = setTimeout(() => conn.destroy(), LINGER_MILLIS)
+  timer.unref()
+  conn.once("close", () => clearTimeout(timer))
 }
 
 const peerOf = (conn: Net.Socket): Endpoint.Endpoint =>

@@ -83,7 +83,10 @@ export const make = (
     const transform = yield* Transform
     const requested = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
     const descriptors = DescriptorBudget.connections()
-    const maxConnections = Math.min(requested, descriptors?.budget ?? Infinity)
+    // An assumed descriptor limit caps only the default; a limit given explicitly is taken as known to fit.
+    const maxConnections = descriptors.known || options.maxConnections === undefined
+      ? Math.min(requested, descriptors.budget)
+      : requested
     const listener = yield* ListenAddress.bind(
       options.host,
       (host) => TcpListener.make({ host, port: options.port ?? 12000, backlog: options.backlog, maxConnections }),
@@ -137,11 +140,13 @@ export const make = (
       )
     })
 
-    if (descriptors !== undefined && maxConnections < requested) {
+    if (maxConnections < requested) {
+      const limit = descriptors.known
+        ? `descriptor limit (ulimit -n) is ${descriptors.limit}`
+        : `descriptor limit unknown here, ${descriptors.limit} assumed (give --max-connections to set it)`
       yield* Effect.logWarning(
-        `descriptor limit (ulimit -n) is ${descriptors.limit}: ${Endpoint.format(listener.address)} serves at most ` +
-          `${maxConnections} connections at once, not ${requested}, and closes more at once, so that accept ` +
-          `never fails with EMFILE`,
+        `${limit}: ${Endpoint.format(listener.address)} serves at most ${maxConnections} connections at once, ` +
+          `not ${requested}, and closes more at once, so that accept never fails with EMFILE`,
       )
     }
     yield* Effect.forkScoped(listener.run(handle))

@@ -1,6 +1,7 @@
 // Raw loopback peers for the tests: plain node:dgram and node:net sockets,
 // so that caps is always checked against bytes on a real wire, not against
 // itself. Every helper has a deadline and closes what it opens.
+import * as ChildProcess from "node:child_process"
 import * as Dgram from "node:dgram"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -173,3 +174,87 @@ export const closedByPeer = (socket: Net.Socket, timeoutMs = 3000): Promise<void
       socket.off("error", onClose)
     }
   })
+
+/** Waits until `ready()` holds, checking every 10 ms; fails after `timeoutMs`. */
+export const waitUntil = (ready: () => boolean, timeoutMs: number, what: string): Promise<void> =>
+  deadline(timeoutMs, what, (done) => {
+    const timer = setInterval(() => {
+      if (ready()) done(undefined)
+    }, 10)
+    if (ready()) setImmediate(() => done(undefined))
+    return () => clearInterval(timer)
+  })
+
+/** Resolves after `ms` milliseconds. */
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Memory of a process (Linux), in KiB: resident now (VmRSS) and at its peak (VmHWM). */
+export const memoryOf = (pid: number): { readonly rssKiB: number; readonly hwmKiB: number } => {
+  const status = Fs.readFileSync(`/proc/${pid}/status`, "utf8")
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN)
+  return { rssKiB: field("VmRSS"), hwmKiB: field("VmHWM") }
+}
+
+/** Open file descriptors of another process (Linux). */
+export const openFdsOf = (pid: number): number => Fs.readdirSync(`/proc/${pid}/fd`).length
+
+/** CPU time (user + system) a process has used so far, in clock ticks (1/100 s on Linux). */
+export const cpuTicksOf = (pid: number): number => {
+  const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+  // Fields after the command name, which is in parentheses and may contain spaces: utime is the 14th field.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return Number(fields[11]) + Number(fields[12])
+}
+
+/** A short-lived peer process (a python3 or node script) that talks to a server on its own sockets. */
+export interface PeerProcess {
+  readonly pid: number
+  readonly stdout: () => string
+  readonly stderr: () => string
+  readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+  /** Writes to its standard input. */
+  readonly send: (text: string) => void
+  /** Kills it (SIGKILL by default) unless it has exited, and waits at most 5 s for it to go. */
+  readonly kill: (signal?: NodeJS.Signals) => Promise<void>
+}
+
+/** Starts a peer process with piped standard streams; the caller must `kill` it (in a finalizer). */
+export const spawnPeerProcess = (command: string, args: ReadonlyArray<string>): PeerProcess => {
+  const child = ChildProcess.spawn(command, args, { stdio: ["pipe", "pipe", "pipe"] })
+  const output = { stdout: "", stderr: "" }
+  let gone = false
+  child.stdout.setEncoding("utf8").on("data", (text: string) => output.stdout += text)
+  child.stderr.setEncoding("utf8").on("data", (text: string) => output.stderr += text)
+  child.stdin.on("error", () => {})
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once("error", (error) => {
+      output.stderr += `spawn ${command} failed: ${error.message}\n`
+      gone = true
+      resolve({ code: null, signal: null })
+    })
+    child.once("close", (code, signal) => {
+      gone = true
+      resolve({ code, signal })
+    })
+  })
+  return {
+    pid: child.pid ?? 0,
+    stdout: () => output.stdout,
+    stderr: () => output.stderr,
+    exited,
+    send: (text) => {
+      if (!gone) child.stdin.write(text)
+    },
+    kill: async (signal = "SIGKILL") => {
+      // process.kill, not child.kill: Deno's ChildProcess.kill reports the signal sent instead of the real exit.
+      if (!gone && child.pid !== undefined) {
+        try {
+          process.kill(child.pid, signal)
+        } catch {
+          // Already gone.
+        }
+      }
+      await Promise.race([exited, sleep(5_000)])
+    },
+  }
+}

@@ -1,0 +1,397 @@
+// scripts/measure-faults.ts: `node scripts/measure-faults.ts`, four measurements of how caps's TCP server
+// behaves under faults, each printed with the method used. Not part of the test suite (the fault tests in
+// test/ assert bounds; this prints the numbers behind them):
+//
+// 1. memory growth of a server while a client sends 64 MiB and never reads;
+// 2. time for a new client to get its answer while 1,000 idle connections are open;
+// 3. the server's descriptors before and after 10,000 connect/disconnect cycles;
+// 4. shutdown time under load (50 busy pipelining connections, then SIGTERM), and how many requests in
+//    flight at the signal went unanswered.
+//
+// Every server is a fresh `caps tcp-server` child process on 127.0.0.1, run by the runtime running this
+// script (`node scripts/measure-faults.ts`, or `deno run -A scripts/measure-faults.ts`). Measurement 1 needs
+// python3 for its flooding client. Linux only (/proc).
+
+import { spawn, spawnSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Path from "node:path"
+import process from "node:process"
+import { fileURLToPath } from "node:url"
+
+const ROOT = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
+const MAIN = Path.join(ROOT, "src", "main.ts")
+const HOST = "127.0.0.1"
+const isDeno = "Deno" in globalThis
+const MiB = 1024 * 1024
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+const waitFor = async (ready: () => boolean, timeoutMs: number): Promise<boolean> => {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (ready()) return true
+    await sleep(10)
+  }
+  return ready()
+}
+
+const stats = (values: ReadonlyArray<number>) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]
+  return { median: at(0.5), p90: at(0.9), max: sorted[sorted.length - 1] }
+}
+
+// --- a server child -------------------------------------------------------------------------------------
+
+interface Server {
+  readonly pid: number
+  readonly port: number
+  readonly stderr: () => string
+  readonly exited: Promise<{ readonly code: number | null; readonly signal: string | null }>
+  readonly stop: () => Promise<void>
+}
+
+const startServer = (extra: ReadonlyArray<string> = []): Promise<Server> => {
+  const args = ["tcp-server", "--host", HOST, "--port", "0", ...extra]
+  const command = isDeno ? ["run", "--allow-net", "--allow-env", MAIN, ...args] : [MAIN, ...args]
+  const child = spawn(process.execPath, command, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
+  let stdout = ""
+  let stderr = ""
+  let running = true
+  child.stderr.setEncoding("utf8").on("data", (text: string) => stderr += text)
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+    child.once("close", (code, signal) => {
+      running = false
+      resolve({ code, signal })
+    })
+  )
+  const pid = child.pid ?? 0
+  const stop = async () => {
+    if (running) process.kill(pid, "SIGKILL")
+    await exited
+  }
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server not ready within 20 s:\n${stdout}${stderr}`)), 20_000)
+    child.stdout.setEncoding("utf8").on("data", (text: string) => {
+      stdout += text
+      const ready = /tcp-server: ready on \S+:(\d+)\/tcp/.exec(stdout)
+      if (ready === null) return
+      clearTimeout(timer)
+      resolve({ pid, port: Number(ready[1]), stderr: () => stderr, exited, stop })
+    })
+    void exited.then(() => reject(new Error(`server exited before it was ready:\n${stdout}${stderr}`)))
+  })
+}
+
+const memory = (pid: number) => {
+  const status = Fs.readFileSync(`/proc/${pid}/status`, "utf8")
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN) / 1024
+  return { rss: field("VmRSS"), hwm: field("VmHWM") }
+}
+
+const openFds = (pid: number): number => Fs.readdirSync(`/proc/${pid}/fd`).length
+
+/** Connections the kernel dropped since boot because a listening socket's accept queue was full. */
+const listenOverflows = (): number => {
+  const lines = Fs.readFileSync("/proc/net/netstat", "utf8").split("\n").filter((line) => line.startsWith("TcpExt:"))
+  const names = lines[0]?.split(/\s+/) ?? []
+  const values = lines[1]?.split(/\s+/) ?? []
+  return Number(values[names.indexOf("ListenOverflows")] ?? NaN)
+}
+
+/** The server's TCP sockets on `port` other than the listening one. */
+const serverSockets = (port: number): number => {
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, "0")}`
+  let n = 0
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of Fs.readFileSync(table, "utf8").split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/)
+      if (fields.length > 3 && fields[1].endsWith(hexPort) && fields[3] !== "0A" && fields[3] !== "06") n++
+    }
+  }
+  return n
+}
+
+// --- clients --------------------------------------------------------------------------------------------
+
+const connect = (port: number): Promise<Net.Socket> =>
+  new Promise((resolve, reject) => {
+    const socket = Net.connect({ host: HOST, port, allowHalfOpen: true, noDelay: true })
+    socket.once("connect", () => resolve(socket))
+    socket.once("error", reject)
+  })
+
+/** Connects, sends, half-closes, reads to the end; resolves with the reply. */
+const exchange = (port: number, payload: string | Uint8Array, timeoutMs = 10_000): Promise<Buffer> =>
+  new Promise((resolve, reject) => {
+    const chunks: Array<Buffer> = []
+    const socket = Net.connect({ host: HOST, port, allowHalfOpen: true, noDelay: true })
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error(`no reply within ${timeoutMs} ms`))
+    }, timeoutMs)
+    socket.on("connect", () => socket.end(payload))
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk))
+    socket.on("end", () => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(Buffer.concat(chunks))
+    })
+    socket.on("error", (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+  })
+
+// --- 1. memory under a slow reader ----------------------------------------------------------------------
+
+const FLOOD = `
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(1.5)
+chunk = b"a" * (1 << 20)
+sent = 0
+try:
+    while sent < 64 << 20:
+        sent += s.send(chunk)
+except socket.timeout:
+    pass
+print("stalled", sent, flush=True)
+time.sleep(60)
+`
+
+const slowReaderMemory = async () => {
+  console.log("\n1. Server memory while a client sends 64 MiB and never reads")
+  console.log(
+    "   method: a fresh tcp-server child; warm-up, one client sends 8 MiB and reads all its replies; then a\n" +
+      "   python3 process connects, send()s 1 MiB chunks until 64 MiB or 1.5 s without progress, and never reads.\n" +
+      "   The server's VmRSS is sampled every 50 ms from /proc/PID/status, VmHWM read at the end.",
+  )
+  if (spawnSync("python3", ["--version"]).status !== 0) return console.log("   skipped: python3 not found")
+  const server = await startServer()
+  try {
+    const warm = await exchange(server.port, Buffer.alloc(8 * MiB, 0x61))
+    if (warm.length !== 8 * MiB) throw new Error("warm-up reply incomplete")
+    await sleep(500)
+    const before = memory(server.pid)
+    const flood = spawn("python3", ["-c", FLOOD, String(server.port)], { stdio: ["ignore", "pipe", "inherit"] })
+    let out = ""
+    flood.stdout.setEncoding("utf8").on("data", (text: string) => out += text)
+    let peak = before.rss
+    const deadline = Date.now() + 10_000
+    while (!out.includes("stalled") && Date.now() < deadline) {
+      peak = Math.max(peak, memory(server.pid).rss)
+      await sleep(50)
+    }
+    for (let i = 0; i < 10; i++) {
+      peak = Math.max(peak, memory(server.pid).rss)
+      await sleep(50)
+    }
+    const after = memory(server.pid)
+    flood.kill("SIGKILL")
+    const sent = Number(/stalled (\d+)/.exec(out)?.[1] ?? NaN)
+    const reply = await exchange(server.port, "still alive")
+    console.log(
+      `   result: the flooder got ${(sent / MiB).toFixed(1)} MiB into the kernel before it stalled (of 64 MiB);\n` +
+        `   server RSS ${before.rss.toFixed(1)} MiB before, peak ${peak.toFixed(1)} MiB during ` +
+        `(+${(peak - before.rss).toFixed(1)} MiB); VmHWM ${before.hwm.toFixed(1)} -> ${after.hwm.toFixed(1)} MiB ` +
+        `(+${(after.hwm - before.hwm).toFixed(1)} MiB); a new client afterwards got ${
+          JSON.stringify(reply.toString())
+        }`,
+    )
+  } finally {
+    await server.stop()
+  }
+}
+
+// --- 2. latency with 1,000 idle connections -------------------------------------------------------------
+
+const latencyWithIdle = async () => {
+  console.log("\n2. Time for a new client to get its answer while 1,000 idle connections are open")
+  console.log(
+    "   method: a fresh tcp-server child; 50 requests one after another, each on a new connection (connect,\n" +
+      "   send 'hello', half-close, read the reply to EOF), timed from connect to EOF; first with no other\n" +
+      "   connection, then with 1,000 idle connections open (opened from this process, never used).",
+  )
+  const server = await startServer()
+  const idle: Array<Net.Socket> = []
+  try {
+    const measure = async () => {
+      const times: Array<number> = []
+      for (let i = 0; i < 50; i++) {
+        const started = performance.now()
+        const reply = await exchange(server.port, "hello")
+        times.push(performance.now() - started)
+        if (reply.toString() !== "HELLO") throw new Error(`wrong reply ${reply.toString()}`)
+      }
+      return stats(times)
+    }
+    await measure()
+    const quiet = await measure()
+    for (let i = 0; i < 10; i++) {
+      idle.push(...await Promise.all(Array.from({ length: 100 }, () => connect(server.port))))
+    }
+    await waitFor(() => serverSockets(server.port) >= 1000, 5000)
+    const busy = await measure()
+    const f = (x: number) => x.toFixed(2)
+    console.log(
+      `   result: no idle connections: median ${f(quiet.median)} ms, p90 ${f(quiet.p90)} ms, max ${
+        f(quiet.max)
+      } ms;\n` +
+        `   ${serverSockets(server.port)} server sockets open:  median ${f(busy.median)} ms, p90 ${f(busy.p90)} ms, ` +
+        `max ${f(busy.max)} ms`,
+    )
+  } finally {
+    for (const socket of idle) socket.destroy()
+    await server.stop()
+  }
+}
+
+// --- 3. descriptors after 10,000 connect/disconnect cycles ----------------------------------------------
+
+const descriptorsAfterChurn = async () => {
+  console.log("\n3. Server descriptors before and after 10,000 connect/disconnect cycles")
+  console.log(
+    "   method: a fresh tcp-server child; 100 batches of 100 concurrent connections, each sending one byte\n" +
+      "   and closed by the client once that is answered (so that the clients cannot outrun the server's accept\n" +
+      "   loop); descriptors counted in /proc/PID/fd before, at the end of the last\n" +
+      "   batch, and once the server holds no socket on its port (at most 10 s later).",
+  )
+  const server = await startServer()
+  try {
+    await exchange(server.port, "warm-up")
+    await sleep(1000)
+    const before = openFds(server.pid)
+    let peak = before
+    const overflowsBefore = listenOverflows()
+    const started = Date.now()
+    for (let batch = 0; batch < 100; batch++) {
+      await Promise.all(
+        Array.from({ length: 100 }, () =>
+          connect(server.port).then((socket) =>
+            new Promise<void>((resolve) => {
+              // One byte and its answer: the cycle waits for the server to have accepted the connection.
+              socket.once("data", () => socket.destroy())
+              socket.once("close", () => resolve())
+              socket.write("x")
+            })
+          )),
+      )
+      peak = Math.max(peak, openFds(server.pid))
+    }
+    const millis = Date.now() - started
+    const overflows = listenOverflows() - overflowsBefore
+    const atEnd = openFds(server.pid)
+    const settled = await waitFor(() => serverSockets(server.port) === 0, 10_000)
+    await sleep(200)
+    const after = openFds(server.pid)
+    const reply = await exchange(server.port, "still alive")
+    console.log(
+      `   result: ${millis} ms for 10,000 cycles (${overflows} SYNs dropped by a full accept queue, each costing ` +
+        `its client a 1 s retransmit);\n   server descriptors ${before} before, ${peak} at most during, ` +
+        `${atEnd} right after,\n   ${after} once ${settled ? "its sockets were gone" : "10 s had passed"} ` +
+        `(${after - before >= 0 ? "+" : ""}${after - before}); a new client then got ${
+          JSON.stringify(reply.toString())
+        }`,
+    )
+  } finally {
+    await server.stop()
+  }
+}
+
+// --- 4. shutdown under load -----------------------------------------------------------------------------
+
+interface Pipeliner {
+  sent: number
+  answered: number
+  wrong: number
+  ended: string
+  inFlightAtSignal: number
+  stop: () => void
+}
+
+/** A connection that keeps `window` requests in flight, checks every reply line, and stops sending on `stop`. */
+const pipeliner = async (port: number, id: number, window: number): Promise<Pipeliner> => {
+  const socket = await connect(port)
+  const state: Pipeliner = { sent: 0, answered: 0, wrong: 0, ended: "open", inFlightAtSignal: 0, stop: () => {} }
+  let sending = true
+  let buffered = ""
+  const request = (n: number) => `request ${n} from connection ${id}, straße\n`
+  const send = () => {
+    while (sending && state.sent - state.answered < window) socket.write(request(state.sent++))
+  }
+  socket.setEncoding("utf8")
+  socket.on("data", (text: string) => {
+    buffered += text
+    let at: number
+    while ((at = buffered.indexOf("\n")) !== -1) {
+      const line = buffered.slice(0, at + 1)
+      buffered = buffered.slice(at + 1)
+      if (line !== request(state.answered).toUpperCase()) state.wrong++
+      state.answered++
+    }
+    send()
+  })
+  socket.on("end", () => {
+    if (state.ended === "open") state.ended = "end"
+  })
+  socket.on("error", (error: NodeJS.ErrnoException) => {
+    if (state.ended === "open") state.ended = error.code ?? "error"
+  })
+  socket.on("close", () => {
+    if (state.ended === "open") state.ended = "close"
+  })
+  state.stop = () => {
+    sending = false
+    state.inFlightAtSignal = state.sent - state.answered
+  }
+  send()
+  return state
+}
+
+const shutdownUnderLoad = async () => {
+  console.log("\n4. Shutdown under load: 50 busy connections pipelining requests, then SIGTERM")
+  console.log(
+    "   method: a fresh tcp-server child (drain deadline 5 s, the default); 50 connections each keep 16\n" +
+      "   request lines in flight for 2 s, checking every reply; at SIGTERM they stop sending and count what is\n" +
+      "   in flight; then they read until the server closes. Timed from SIGTERM to the server's exit.",
+  )
+  const server = await startServer()
+  try {
+    const clients = await Promise.all(Array.from({ length: 50 }, (_, i) => pipeliner(server.port, i, 16)))
+    await sleep(2000)
+    const answeredBefore = clients.reduce((n, c) => n + c.answered, 0)
+    for (const client of clients) client.stop()
+    const signalled = performance.now()
+    process.kill(server.pid, "SIGTERM")
+    const exit = await Promise.race([server.exited, sleep(15_000).then(() => undefined)])
+    const millis = performance.now() - signalled
+    await waitFor(() => clients.every((c) => c.ended !== "open"), 3000)
+    const inFlight = clients.reduce((n, c) => n + c.inFlightAtSignal, 0)
+    const unanswered = clients.reduce((n, c) => n + (c.sent - c.answered), 0)
+    const wrong = clients.reduce((n, c) => n + c.wrong, 0)
+    const endings: Record<string, number> = {}
+    for (const client of clients) endings[client.ended] = (endings[client.ended] ?? 0) + 1
+    const summary = server.stderr().split("\n").find((line) => line.includes("stopped in")) ?? "(no summary line)"
+    console.log(
+      `   result: ${answeredBefore} requests answered before the signal; ${inFlight} in flight at SIGTERM, ` +
+        `${unanswered} of them unanswered, ${wrong} wrong replies;\n` +
+        `   the server exited ${exit === undefined ? "not at all (killed)" : `with ${exit.code ?? exit.signal}`} ` +
+        `${millis.toFixed(0)} ms after SIGTERM; connections ended: ${JSON.stringify(endings)}\n` +
+        `   server: ${summary.replace(/^\S+ \S+ \(#\d+\): /, "")}`,
+    )
+    for (const client of clients) client.stop()
+  } finally {
+    await server.stop()
+  }
+}
+
+console.log(
+  `measure-faults: caps tcp-server on ${isDeno ? `Deno ${process.versions.deno}` : `Node ${process.version}`}, ` +
+    `${HOST}, ${new Date().toISOString()}`,
+)
+await slowReaderMemory()
+await latencyWithIdle()
+await descriptorsAfterChurn()
+await shutdownUnderLoad()

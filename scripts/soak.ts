@@ -1,0 +1,478 @@
+// scripts/soak.ts: `npm run soak [-- --duration <seconds>]`, a long run of mixed, partly hostile traffic
+// against a `caps serve` child process on loopback, to see that its memory and descriptors stay flat.
+//
+// Traffic, each kind in its own loops until the end: TCP ping-pong connections, TCP connections pipelining
+// batches of lines, UDP request/reply, connect/send/half-close churn, invalid UTF-8 over TCP (checked against
+// TextDecoder), slow readers (send 1 MiB, never read, dropped after 5 s) and resets mid-request. Every reply
+// is checked. Every 10 s it prints the server's RSS, open descriptors (/proc/PID/fd), its TCP connections by
+// state (/proc/net/tcp), and the requests done and failed per kind.
+//
+// Verdict (exit 1 if any holds), measured after the traffic stops and the server has had 3 s of quiet:
+// - memory grew without bound: over the second half of the run, once the heap has grown to its working
+//   size, the server's RSS rose by more than 32 MiB (its last report against the first report of that half).
+//   A bounded server levels off; a leak keeps climbing. Runs of fewer than 4 reports (under 40 s) are too
+//   short to tell warm-up from growth, and get no memory verdict;
+// - descriptors leaked: the server holds more descriptors than before the traffic started, plus 2;
+// - the server died, did not stop on SIGTERM within 10 s with exit code 0, or a TCP request was answered
+//   wrongly or not at all. UDP requests may be lost by the kernel under load: counted, not fatal.
+//
+// Runs with the project's pinned Node (`node scripts/soak.ts`, type stripping), no dependencies; run it
+// with Deno (`deno run -A scripts/soak.ts`) to soak the server on Deno.
+
+import { spawn } from "node:child_process"
+import * as Dgram from "node:dgram"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Path from "node:path"
+import process from "node:process"
+import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
+
+const ROOT = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
+const MAIN = Path.join(ROOT, "src", "main.ts")
+const HOST = "127.0.0.1"
+const isDeno = "Deno" in globalThis
+
+const { values: flags } = parseArgs({
+  options: {
+    duration: { type: "string", default: "300" },
+    interval: { type: "string", default: "10" },
+  },
+})
+const DURATION_MS = Number(flags.duration) * 1000
+const INTERVAL_MS = Number(flags.interval) * 1000
+if (!(DURATION_MS > 0) || !(INTERVAL_MS > 0)) {
+  console.error("usage: node scripts/soak.ts [--duration <seconds>] [--interval <seconds>]")
+  process.exit(2)
+}
+const MEMORY_BOUND_MIB = 32
+const FD_SLACK = 2
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+const encoder = new TextEncoder()
+const upper = (bytes: Uint8Array): string => new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes).toUpperCase()
+
+// --- the server ---------------------------------------------------------------------------------------
+
+interface Server {
+  readonly pid: number
+  readonly udpPort: number
+  readonly tcpPort: number
+  readonly stderr: () => string
+  readonly exited: Promise<{ readonly code: number | null; readonly signal: string | null }>
+  readonly alive: () => boolean
+}
+
+const startServer = (): Promise<Server> => {
+  const args = ["serve", "--host", HOST, "--port", "0"]
+  const command = isDeno ? ["run", "--allow-net", "--allow-env", MAIN, ...args] : [MAIN, ...args]
+  const child = spawn(process.execPath, command, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
+  let stdout = ""
+  let stderr = ""
+  let running = true
+  child.stderr.setEncoding("utf8").on("data", (text: string) => stderr += text)
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+    child.once("close", (code, signal) => {
+      running = false
+      resolve({ code, signal })
+    })
+  )
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server not ready within 20 s:\n${stdout}${stderr}`)), 20_000)
+    child.stdout.setEncoding("utf8").on("data", (text: string) => {
+      stdout += text
+      const udp = /udp-server: ready on \S+:(\d+)\/udp/.exec(stdout)
+      const tcp = /tcp-server: ready on \S+:(\d+)\/tcp/.exec(stdout)
+      if (udp === null || tcp === null) return
+      clearTimeout(timer)
+      resolve({
+        pid: child.pid ?? 0,
+        udpPort: Number(udp[1]),
+        tcpPort: Number(tcp[1]),
+        stderr: () => stderr,
+        exited,
+        alive: () => running,
+      })
+    })
+    void exited.then(() => reject(new Error(`server exited before it was ready:\n${stdout}${stderr}`)))
+  })
+}
+
+const rssMiB = (pid: number): number => {
+  const status = Fs.readFileSync(`/proc/${pid}/status`, "utf8")
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN) / 1024
+}
+
+const openFds = (pid: number): number => Fs.readdirSync(`/proc/${pid}/fd`).length
+
+const TCP_STATES: Record<string, string> = {
+  "01": "established",
+  "06": "time-wait",
+  "07": "close",
+  "08": "close-wait",
+  "09": "last-ack",
+  "04": "fin-wait-1",
+  "05": "fin-wait-2",
+  "0B": "closing",
+}
+
+/** The server's TCP sockets on its port (not the listening one), by state. */
+const serverConnections = (port: number): Record<string, number> => {
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, "0")}`
+  const counts: Record<string, number> = {}
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of Fs.readFileSync(table, "utf8").split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/)
+      if (fields.length < 4 || !fields[1].endsWith(hexPort) || fields[3] === "0A") continue
+      const state = TCP_STATES[fields[3]] ?? fields[3]
+      counts[state] = (counts[state] ?? 0) + 1
+    }
+  }
+  return counts
+}
+
+// --- traffic --------------------------------------------------------------------------------------------
+
+interface Counter {
+  done: number
+  failed: number
+  lastError: string
+}
+const kinds = ["ping-pong", "pipelined", "udp", "churn", "invalid-utf8", "slow-reader", "reset"] as const
+type Kind = typeof kinds[number]
+const counters = Object.fromEntries(kinds.map((kind) => [kind, { done: 0, failed: 0, lastError: "" }])) as Record<
+  Kind,
+  Counter
+>
+const fatalKinds: ReadonlyArray<Kind> = ["ping-pong", "pipelined", "churn", "invalid-utf8"]
+const openClients = new Set<Net.Socket>()
+let running = true
+
+const fail = (kind: Kind, error: unknown) => {
+  counters[kind].failed++
+  counters[kind].lastError = error instanceof Error ? error.message : String(error)
+}
+
+const connect = (port: number): Promise<Net.Socket> =>
+  new Promise((resolve, reject) => {
+    const socket = Net.connect({ host: HOST, port, allowHalfOpen: true })
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error("connect timed out"))
+    }, 5000)
+    socket.once("connect", () => {
+      clearTimeout(timer)
+      openClients.add(socket)
+      socket.once("close", () => openClients.delete(socket))
+      resolve(socket)
+    })
+    socket.once("error", (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+  })
+
+/** Reads exactly `bytes` bytes from a socket (or fails after `timeoutMs`). */
+const readExactly = (socket: Net.Socket, bytes: number, timeoutMs = 5000): Promise<Buffer> =>
+  new Promise((resolve, reject) => {
+    const chunks: Array<Buffer> = []
+    let size = 0
+    const done = (error?: Error) => {
+      clearTimeout(timer)
+      socket.off("data", onData)
+      socket.off("error", onError)
+      socket.off("end", onEnd)
+      socket.pause()
+      if (error !== undefined) reject(error)
+      else resolve(Buffer.concat(chunks))
+    }
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk)
+      size += chunk.length
+      if (size > bytes) done(new Error(`got ${size} bytes, expected ${bytes}`))
+      else if (size === bytes) done()
+    }
+    const onError = (error: Error) => done(error)
+    const onEnd = () => done(new Error(`connection ended after ${size} of ${bytes} bytes`))
+    const timer = setTimeout(
+      () => done(new Error(`no reply within ${timeoutMs} ms (${size} of ${bytes} bytes)`)),
+      timeoutMs,
+    )
+    socket.on("data", onData)
+    socket.on("error", onError)
+    socket.on("end", onEnd)
+    socket.resume()
+  })
+
+/** One connection: writes, half-closes, and reads until the server closes. */
+const exchange = (port: number, payload: Uint8Array, timeoutMs = 5000): Promise<Buffer> =>
+  connect(port).then((socket) =>
+    new Promise<Buffer>((resolve, reject) => {
+      const chunks: Array<Buffer> = []
+      const timer = setTimeout(() => {
+        socket.destroy()
+        reject(new Error(`no end of reply within ${timeoutMs} ms`))
+      }, timeoutMs)
+      socket.on("data", (chunk: Buffer) => chunks.push(chunk))
+      socket.on("end", () => {
+        clearTimeout(timer)
+        socket.destroy()
+        resolve(Buffer.concat(chunks))
+      })
+      socket.on("error", (error) => {
+        clearTimeout(timer)
+        reject(error)
+      })
+      socket.end(payload)
+    })
+  )
+
+const loop = async (kind: Kind, body: () => Promise<void>, pauseMs = 0) => {
+  while (running) {
+    try {
+      await body()
+      counters[kind].done++
+    } catch (error) {
+      if (running) fail(kind, error)
+    }
+    if (pauseMs > 0) await sleep(pauseMs)
+  }
+}
+
+const pingPong = async (port: number) => {
+  while (running) {
+    let socket: Net.Socket | undefined
+    try {
+      socket = await connect(port)
+      for (let i = 0; running && i < 1000; i++) {
+        const request = `ping ${i} from a soak client, straße ﬃ\n`
+        socket.write(request)
+        const reply = await readExactly(socket, encoder.encode(request.toUpperCase()).length)
+        if (reply.toString() !== request.toUpperCase()) {
+          throw new Error(`wrong reply ${JSON.stringify(reply.toString())}`)
+        }
+        counters["ping-pong"].done++
+      }
+    } catch (error) {
+      if (running) fail("ping-pong", error)
+      await sleep(100)
+    } finally {
+      socket?.destroy()
+    }
+  }
+}
+
+const pipelined = async (port: number) => {
+  const batch = Array.from({ length: 100 }, (_, i) => `pipelined request ${i}\n`).join("")
+  const expected = batch.toUpperCase()
+  while (running) {
+    let socket: Net.Socket | undefined
+    try {
+      socket = await connect(port)
+      for (let i = 0; running && i < 200; i++) {
+        socket.write(batch)
+        const reply = await readExactly(socket, expected.length)
+        if (reply.toString() !== expected) throw new Error("wrong pipelined replies")
+        counters.pipelined.done++
+      }
+    } catch (error) {
+      if (running) fail("pipelined", error)
+      await sleep(100)
+    } finally {
+      socket?.destroy()
+    }
+  }
+}
+
+const udpClient = async (port: number) => {
+  const socket = Dgram.createSocket("udp4")
+  await new Promise<void>((resolve) => socket.bind({ address: HOST, port: 0 }, () => resolve()))
+  let waiting: ((message: Buffer) => void) | undefined
+  socket.on("message", (message) => waiting?.(message))
+  try {
+    for (let i = 0; running; i++) {
+      const request = i % 10 === 0 ? Uint8Array.from([0x61, 0xff, 0xc3, 0x28, 0x62]) : encoder.encode(`datagram ${i}`)
+      try {
+        const reply = await new Promise<Buffer>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error("no UDP reply within 1 s")), 1000)
+          waiting = (message) => {
+            clearTimeout(timer)
+            resolve(message)
+          }
+          socket.send(request, port, HOST)
+        })
+        if (reply.toString() !== upper(request)) throw new Error(`wrong UDP reply ${JSON.stringify(reply.toString())}`)
+        counters.udp.done++
+      } catch (error) {
+        if (running) fail("udp", error)
+      }
+    }
+  } finally {
+    socket.close()
+  }
+}
+
+const INVALID: ReadonlyArray<ReadonlyArray<number>> = [
+  [0x61, 0xff, 0x62],
+  [0xc0, 0x80, 0x41],
+  [0xed, 0xa0, 0x80],
+  [0xf0, 0x9f, 0x98],
+  [0xe2, 0x82, 0x61, 0x62],
+  [0xef, 0xbb, 0xbf, 0x73],
+]
+
+const invalidUtf8 = (port: number) =>
+  loop("invalid-utf8", async () => {
+    const parts = Array.from({ length: 8 }, (_, i) => INVALID[(i * 7 + counters["invalid-utf8"].done) % INVALID.length])
+    const payload = Uint8Array.from(parts.flat())
+    const reply = await exchange(port, payload)
+    if (reply.toString() !== upper(payload)) throw new Error(`wrong reply to invalid UTF-8 ${JSON.stringify(reply)}`)
+  })
+
+const churn = (port: number) =>
+  loop("churn", async () => {
+    const reply = await exchange(port, encoder.encode("churn, churn"))
+    if (reply.toString() !== "CHURN, CHURN") throw new Error(`wrong churn reply ${JSON.stringify(reply.toString())}`)
+  })
+
+const slowReaders = (port: number) =>
+  loop("slow-reader", async () => {
+    const sockets = await Promise.all([connect(port), connect(port)])
+    for (const socket of sockets) {
+      socket.on("error", () => {})
+      socket.pause()
+      socket.write(Buffer.alloc(1024 * 1024, 0x61))
+    }
+    await sleep(5000)
+    for (const socket of sockets) socket.destroy()
+  }, 5000)
+
+const resets = (port: number) =>
+  loop("reset", async () => {
+    const socket = await connect(port)
+    socket.on("error", () => {})
+    socket.write("half a request, then a ")
+    await sleep(5)
+    socket.resetAndDestroy()
+  }, 20)
+
+// --- the run --------------------------------------------------------------------------------------------
+
+interface Sample {
+  readonly seconds: number
+  readonly rss: number
+  readonly fds: number
+}
+
+const main = async () => {
+  const server = await startServer()
+  await sleep(1000)
+  const fdsAtStart = openFds(server.pid)
+  const rssAtStart = rssMiB(server.pid)
+  console.log(
+    `soak: caps serve (pid ${server.pid}, ${isDeno ? "Deno" : "Node"}) on ${HOST}, TCP ${server.tcpPort}, ` +
+      `UDP ${server.udpPort}, for ${DURATION_MS / 1000} s; at start RSS ${rssAtStart.toFixed(1)} MiB, ` +
+      `${fdsAtStart} descriptors`,
+  )
+  const started = Date.now()
+  const traffic = [
+    ...Array.from({ length: 8 }, () => pingPong(server.tcpPort)),
+    ...Array.from({ length: 4 }, () => pipelined(server.tcpPort)),
+    ...Array.from({ length: 4 }, () => udpClient(server.udpPort)),
+    ...Array.from({ length: 4 }, () => churn(server.tcpPort)),
+    ...Array.from({ length: 2 }, () => invalidUtf8(server.tcpPort)),
+    slowReaders(server.tcpPort),
+    resets(server.tcpPort),
+  ]
+
+  const samples: Array<Sample> = []
+  const previous = Object.fromEntries(kinds.map((kind) => [kind, 0])) as Record<Kind, number>
+  while (Date.now() - started < DURATION_MS && server.alive()) {
+    await sleep(Math.min(INTERVAL_MS, DURATION_MS - (Date.now() - started)))
+    if (!server.alive()) break
+    const sample = { seconds: (Date.now() - started) / 1000, rss: rssMiB(server.pid), fds: openFds(server.pid) }
+    samples.push(sample)
+    const rates = kinds.map((kind) => {
+      const { done, failed } = counters[kind]
+      const line = `${kind} ${done - previous[kind]}${failed > 0 ? ` (${failed} failed)` : ""}`
+      previous[kind] = done
+      return line
+    })
+    const connections = Object.entries(serverConnections(server.tcpPort)).map(([state, n]) => `${n} ${state}`)
+    console.log(
+      `[${sample.seconds.toFixed(0).padStart(4)} s] RSS ${sample.rss.toFixed(1)} MiB, ${sample.fds} fds, ` +
+        `server TCP: ${connections.join(", ") || "none"}, clients open ${openClients.size}; ` +
+        `done in ${INTERVAL_MS / 1000} s: ${rates.join(", ")}`,
+    )
+  }
+
+  running = false
+  for (const socket of openClients) socket.destroy()
+  await Promise.race([Promise.all(traffic), sleep(10_000)])
+  await sleep(3000)
+  const died = !server.alive()
+  const rssAtEnd = died ? NaN : rssMiB(server.pid)
+  const fdsAtEnd = died ? NaN : openFds(server.pid)
+  const connectionsAtEnd = died ? {} : serverConnections(server.tcpPort)
+  const stopAt = Date.now()
+  if (!died) process.kill(server.pid, "SIGTERM")
+  const exit = await Promise.race([server.exited, sleep(10_000).then(() => undefined)])
+  if (exit === undefined) process.kill(server.pid, "SIGKILL")
+
+  const judgeMemory = samples.length >= 4
+  const secondHalf = samples.slice(Math.floor(samples.length / 2))
+  const from = secondHalf[0]
+  const to = samples[samples.length - 1]
+  const growth = from !== undefined && to !== undefined ? to.rss - from.rss : 0
+  const perMinute = from !== undefined && to !== undefined && to.seconds > from.seconds
+    ? (growth / (to.seconds - from.seconds)) * 60
+    : 0
+  const problems: Array<string> = []
+  if (died) problems.push(`the server died during the run:\n${server.stderr()}`)
+  if (!judgeMemory) console.log("\n(run too short for a memory verdict: fewer than 4 reports)")
+  if (judgeMemory && growth > MEMORY_BOUND_MIB) {
+    problems.push(
+      `RSS still climbing: ${from?.rss.toFixed(1)} MiB at ${from?.seconds.toFixed(0)} s, ${to?.rss.toFixed(1)} MiB ` +
+        `at ${to?.seconds.toFixed(0)} s (${perMinute.toFixed(1)} MiB/min)`,
+    )
+  }
+  if (fdsAtEnd > fdsAtStart + FD_SLACK) {
+    problems.push(`descriptors leaked: ${fdsAtStart} before the traffic, ${fdsAtEnd} after it`)
+  }
+  if (exit === undefined) problems.push("the server did not exit within 10 s of SIGTERM")
+  else if (exit.code !== 0) problems.push(`the server exited with ${exit.code ?? exit.signal} after SIGTERM`)
+  for (const kind of fatalKinds) {
+    if (counters[kind].failed > 0) {
+      problems.push(`${counters[kind].failed} ${kind} requests failed (last: ${counters[kind].lastError})`)
+    }
+  }
+
+  console.log("\nsoak summary")
+  console.log(`  duration           ${((stopAt - started) / 1000).toFixed(0)} s`)
+  console.log(
+    `  server RSS         ${rssAtStart.toFixed(1)} MiB at start, ${samples[0]?.rss.toFixed(1)} MiB at the first ` +
+      `report, ${rssAtEnd.toFixed(1)} MiB after the run; second half ${from?.rss.toFixed(1)} -> ` +
+      `${to?.rss.toFixed(1)} MiB (${perMinute >= 0 ? "+" : ""}${
+        perMinute.toFixed(1)
+      } MiB/min, bound +${MEMORY_BOUND_MIB} MiB)`,
+  )
+  console.log(`  server descriptors ${fdsAtStart} before the traffic, ${fdsAtEnd} after it`)
+  console.log(`  server TCP after   ${JSON.stringify(connectionsAtEnd)}`)
+  for (const kind of kinds) {
+    const { done, failed, lastError } = counters[kind]
+    console.log(`  ${kind.padEnd(18)} ${done} done, ${failed} failed${failed > 0 ? ` (last: ${lastError})` : ""}`)
+  }
+  console.log(`  server exit        ${exit === undefined ? "killed" : exit.code ?? exit.signal} after SIGTERM`)
+  if (problems.length > 0) {
+    console.log(`\nFAIL\n  ${problems.join("\n  ")}`)
+    process.exit(1)
+  }
+  console.log(
+    judgeMemory
+      ? "\nOK: memory and descriptors stayed bounded, every TCP request was answered correctly"
+      : "\nOK: descriptors stayed bounded, every TCP request was answered correctly (no memory verdict)",
+  )
+  process.exit(0)
+}
+
+await main()

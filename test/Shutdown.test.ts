@@ -1,0 +1,259 @@
+// Graceful shutdown of the TCP server, by closing its scope (the library) and
+// by SIGINT/SIGTERM (the CLI as a child process): it stops accepting at once,
+// closes idle connections at once, delivers the replies it owes within the
+// drain deadline, cuts what is left at the deadline, logs one summary line,
+// exits 0, and exits 130 at once on a second signal.
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, Logger, Scope } from "effect"
+import type * as Net from "node:net"
+import * as TcpServer from "../src/TcpServer.ts"
+import * as Transform from "../src/Transform.ts"
+import { lines, startCaps } from "./support/Process.ts"
+import { closedByPeer, readAtLeast, sleep, tcpConnect, tcpExchange, waitUntil } from "./support/Sockets.ts"
+
+const MiB = 1024 * 1024
+const SUMMARY = /stopped in (\d+) ms: (\d+) of (\d+) open connections closed cleanly, (\d+) cut at the (\d+) ms drain/
+
+/** Log lines of the servers started under it, as `Level message`. */
+const logCapture = () => {
+  const logged: Array<string> = []
+  const text = (message: unknown) => Array.isArray(message) ? message.map(String).join(" ") : String(message)
+  const logger = Logger.make((options) => {
+    logged.push(`${options.logLevel} ${text(options.message)}`)
+  })
+  return { logged, layer: Logger.layer([logger]) }
+}
+
+/** A server in a scope of its own, so the test decides when it closes (it is closed at the end anyway). */
+const scopedServer = (transform: Transform.TransformShape, options: TcpServer.TcpServerOptions) =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+    const server = yield* TcpServer.make({ host: "127.0.0.1", port: 0, ...options }).pipe(
+      Scope.provide(scope),
+      Effect.provide(Transform.layer(transform)),
+    )
+    return { server, close: Scope.close(scope, Exit.void) }
+  })
+
+/** A client connection, destroyed when the test's scope closes. */
+const connection = (port: number) =>
+  Effect.acquireRelease(Effect.promise(() => tcpConnect(port)), (socket) => Effect.sync(() => socket.destroy()))
+
+/** Whether a new connection to the port is refused. */
+const refused = (port: number): Promise<boolean> =>
+  tcpConnect(port).then((socket) => (socket.destroy(), false), () => true)
+
+/**
+ * Everything a socket receives from now on, and how it ended: "end" (FIN), an error code, or "open".
+ * With `pauseAfterFirstMs`, it stops reading for that long after the first chunk, as a busy client would.
+ */
+const collect = (socket: Net.Socket, pauseAfterFirstMs = 0) => {
+  const chunks: Array<Buffer> = []
+  let outcome = "open"
+  socket.on("data", (chunk: Buffer) => {
+    chunks.push(chunk)
+    if (chunks.length === 1 && pauseAfterFirstMs > 0) {
+      socket.pause()
+      setTimeout(() => socket.resume(), pauseAfterFirstMs)
+    }
+  })
+  socket.on("end", () => {
+    if (outcome === "open") outcome = "end"
+  })
+  socket.on("error", (error: NodeJS.ErrnoException) => {
+    if (outcome === "open") outcome = error.code ?? "error"
+  })
+  socket.on("close", () => {
+    if (outcome === "open") outcome = "close"
+  })
+  return { data: () => Buffer.concat(chunks), outcome: () => outcome }
+}
+
+/** Pipelined requests: `size` bytes of numbered lines of text, one 4 KiB block repeated. */
+const BLOCK = Buffer.from(
+  Array.from({ length: 100 }, (_, i) => `request number ${i} of a client that pipelines\n`).join("").slice(0, 4096),
+)
+const UPPER_BLOCK = Buffer.from(BLOCK.toString("latin1").toUpperCase(), "latin1")
+const pipelined = (size: number): Buffer => Buffer.alloc(size, BLOCK)
+
+/** Whether `reply` is the upper-cased first `reply.length` bytes of `pipelined(...)`. */
+const answersPipelined = (reply: Buffer): boolean => {
+  for (let i = 0; i < reply.length; i++) if (reply[i] !== UPPER_BLOCK[i % BLOCK.length]) return false
+  return true
+}
+
+describe("TcpServer shutdown by closing its scope", () => {
+  it.live("closes idle connections at once, refuses new ones, cuts a slow reader at the deadline, logs one line", () => {
+    const logs = logCapture()
+    return Effect.gen(function* () {
+      const { server, close } = yield* scopedServer(Transform.upper, { drainTimeout: "300 millis" })
+      const port = server.address.port
+      const idle = yield* connection(port)
+      const slow = yield* connection(port)
+      slow.on("error", () => {})
+      slow.pause()
+      // 8 MiB unread: the server answers until its writes are not taken, then waits for this reader.
+      slow.write(Buffer.alloc(8 * MiB, 0x61))
+      const reply = yield* Effect.promise(() => tcpExchange(port, ["alive"], { halfClose: true }))
+      assert.strictEqual(reply.data.toString(), "ALIVE")
+      yield* Effect.promise(() => waitUntil(() => server.stats().connectionsOpen === 2, 2000, "two open connections"))
+      yield* Effect.promise(() => sleep(100))
+
+      const started = Date.now()
+      const closing = yield* Effect.forkChild(close)
+      yield* Effect.promise(() => closedByPeer(idle, 1000))
+      const idleMillis = Date.now() - started
+      assert.isTrue(yield* Effect.promise(() => refused(port)), "new connections are refused once shutdown starts")
+      yield* Fiber.join(closing)
+      const closeMillis = Date.now() - started
+
+      assert.isBelow(idleMillis, 250, "the idle connection is closed at once, not at the deadline")
+      assert.isAtLeast(closeMillis, 280, "the slow reader is waited for until the deadline")
+      assert.isBelow(closeMillis, 1500, "and no longer")
+      assert.strictEqual(server.stats().connectionsOpen, 0)
+      const summaries = logs.logged.filter((line) => SUMMARY.test(line))
+      assert.strictEqual(summaries.length, 1, logs.logged.join("\n"))
+      const [, , clean, open, cut, deadline] = SUMMARY.exec(summaries[0]) ?? []
+      assert.deepStrictEqual([clean, open, cut, deadline], ["1", "2", "1", "300"], summaries[0])
+      // The slow reader finds its connection closed once it reads what was sent before the cut.
+      yield* Effect.promise(() => closedByPeer(slow, 3000))
+    }).pipe(Effect.provide(logs.layer))
+  })
+
+  it.live("delivers a reply still being written when the scope closes in full, then ends the connection", () =>
+    Effect.gen(function* () {
+      // A reply a million times its request: far more than the socket buffers hold while the client does not read.
+      const inflate: Transform.TransformShape = {
+        name: "inflate",
+        framing: "stream",
+        apply: (text) => text.toUpperCase().repeat(1_000_000),
+      }
+      const { server, close } = yield* scopedServer(inflate, { drainTimeout: "3 seconds" })
+      const client = yield* connection(server.address.port)
+      client.pause()
+      client.write("ping")
+      yield* Effect.promise(() => sleep(150))
+      const closing = yield* Effect.forkChild(close)
+      yield* Effect.promise(() => sleep(100))
+      const received = collect(client)
+      client.resume()
+      yield* Fiber.join(closing)
+      yield* Effect.promise(() => waitUntil(() => received.outcome() !== "open", 3000, "the end of the reply"))
+      assert.strictEqual(received.outcome(), "end")
+      assert.strictEqual(received.data().length, 4_000_000)
+      assert.isTrue(received.data().every((byte, i) => byte === "PING".charCodeAt(i % 4)))
+    }))
+
+  it.live("answers a request whose bytes arrived just before the scope closed, then ends the connection", () =>
+    Effect.gen(function* () {
+      const { server, close } = yield* scopedServer(Transform.upper, { drainTimeout: "2 seconds" })
+      const client = yield* connection(server.address.port)
+      const first = readAtLeast(client, 5)
+      client.write("first")
+      assert.strictEqual((yield* Effect.promise(() => first)).toString(), "FIRST")
+      const received = collect(client)
+      // On loopback the bytes are in the server's receive queue when write returns; the close comes before any read.
+      client.write("second request")
+      yield* close
+      yield* Effect.promise(() => waitUntil(() => received.outcome() !== "open", 3000, "the end of the connection"))
+      assert.strictEqual(
+        received.data().toString(),
+        "SECOND REQUEST",
+        "a request that had arrived when shutdown began must be answered, not dropped with the idle connections",
+      )
+      assert.strictEqual(received.outcome(), "end")
+    }))
+})
+
+describe("caps tcp-server shutdown by signal (child process)", () => {
+  it.live(
+    "SIGTERM: idle closed at once, new refused, a slow reader cut at --drain-timeout 0.5, one summary line, exit 0",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* startCaps(["tcp-server", "--host", "127.0.0.1", "--port", "0", "--drain-timeout", "0.5"])
+        const port = server.port
+        const reply = yield* Effect.promise(() => tcpExchange(port, ["alive"], { halfClose: true }))
+        assert.strictEqual(reply.data.toString(), "ALIVE")
+        const idle = yield* connection(port)
+        const slow = yield* connection(port)
+        slow.on("error", () => {})
+        slow.pause()
+        slow.write(Buffer.alloc(8 * MiB, 0x61))
+        yield* Effect.promise(() => sleep(300))
+
+        const started = Date.now()
+        const stopping = yield* Effect.forkChild(server.stop("SIGTERM", 5000))
+        yield* Effect.promise(() => closedByPeer(idle, 1000))
+        const idleMillis = Date.now() - started
+        assert.isTrue(yield* Effect.promise(() => refused(port)), "new connections are refused once shutdown starts")
+        const stopped = yield* Fiber.join(stopping)
+
+        assert.isFalse(stopped.forced, `did not exit within 5 s; stderr: ${server.stderr()}`)
+        assert.strictEqual(stopped.code, 0, server.stderr())
+        assert.isBelow(idleMillis, 300, "the idle connection is closed at once")
+        assert.isAtLeast(stopped.millis, 450, "the slow reader holds the shutdown until the deadline")
+        assert.isBelow(stopped.millis, 2500, "and the deadline bounds it")
+        const summaries = lines(server.stderr()).filter((line) => SUMMARY.test(line))
+        assert.strictEqual(summaries.length, 1, server.stderr())
+        const [, , clean, open, cut, deadline] = SUMMARY.exec(summaries[0]) ?? []
+        assert.deepStrictEqual([clean, open, cut, deadline], ["1", "2", "1", "500"], summaries[0])
+        yield* Effect.promise(() => closedByPeer(slow, 3000))
+      }),
+    30_000,
+  )
+
+  it.live(
+    "SIGINT: a client pipelining when the signal comes, reading slowly, gets a prefix of its answers and a clean end",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* startCaps(["tcp-server", "--host", "127.0.0.1", "--port", "0", "--drain-timeout", "3"])
+        const port = server.port
+        const client = yield* connection(port)
+        client.pause()
+        client.write(pipelined(16 * MiB))
+        // The server answers until the unread replies fill the socket buffers, then stops reading.
+        yield* Effect.promise(() => sleep(300))
+
+        const stopping = yield* Effect.forkChild(server.stop("SIGINT", 6000))
+        yield* Effect.promise(() => sleep(100))
+        assert.isTrue(yield* Effect.promise(() => refused(port)), "new connections are refused once shutdown starts")
+        // It reads one chunk, then is busy for 300 ms: well within the 3 s deadline.
+        const received = collect(client, 300)
+        client.resume()
+        const stopped = yield* Fiber.join(stopping)
+        yield* Effect.promise(() => waitUntil(() => received.outcome() !== "open", 3000, "the end of the connection"))
+
+        assert.isFalse(stopped.forced, server.stderr())
+        assert.strictEqual(stopped.code, 0, server.stderr())
+        assert.isBelow(stopped.millis, 3500)
+        const data = received.data()
+        assert.isAbove(data.length, 0, "the replies in flight are delivered")
+        assert.isTrue(answersPipelined(data), "the replies are the answers to the first bytes sent, in order")
+        assert.strictEqual(
+          received.outcome(),
+          "end",
+          `after ${data.length} bytes of replies the connection ended with ${received.outcome()}, not a clean end: ` +
+            "closing a socket with unread request bytes makes the kernel reset it and discard replies not yet sent",
+        )
+      }),
+    30_000,
+  )
+
+  it.live("a second signal during the drain exits at once with 130", () =>
+    Effect.gen(function* () {
+      const server = yield* startCaps(["tcp-server", "--host", "127.0.0.1", "--port", "0", "--drain-timeout", "20"])
+      const slow = yield* connection(server.port)
+      slow.on("error", () => {})
+      slow.pause()
+      slow.write(Buffer.alloc(8 * MiB, 0x61))
+      yield* Effect.promise(() => sleep(300))
+      const draining = yield* Effect.forkChild(server.stop("SIGTERM", 8000))
+      yield* Effect.promise(() => sleep(300))
+      const second = yield* server.stop("SIGINT", 2000)
+      assert.isFalse(second.forced, server.stderr())
+      assert.strictEqual(second.code, 130, server.stderr())
+      assert.isBelow(second.millis, 1000)
+      yield* Fiber.join(draining)
+    }), 30_000)
+})

@@ -1,0 +1,277 @@
+// The UDP server's guards, against raw loopback datagrams: a bounded receive
+// queue whose overflow is dropped and counted; no reply more than 3x its
+// request (amplification); no reply to a reserved source port or to the
+// server's own port, so two servers cannot be set to ping-pong (loops); a
+// per-source rate limit that spares other sources; oversized datagrams that
+// get no reply and break nothing. After each, the server still answers.
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Logger } from "effect"
+import * as ChildProcess from "node:child_process"
+import * as Dgram from "node:dgram"
+import * as Transform from "../src/Transform.ts"
+import * as UdpServer from "../src/UdpServer.ts"
+import { hasPython, isDeno } from "./support/Process.ts"
+import { sleep, udpExchange, waitUntil } from "./support/Sockets.ts"
+
+/** Log lines of the servers started under it, as `Level message`. */
+const logCapture = () => {
+  const logged: Array<string> = []
+  const text = (message: unknown) => Array.isArray(message) ? message.map(String).join(" ") : String(message)
+  const logger = Logger.make((options) => {
+    logged.push(`${options.logLevel} ${text(options.message)}`)
+  })
+  return { logged, layer: Logger.layer([logger]) }
+}
+
+const server = (options: UdpServer.UdpServerOptions, transform: Transform.TransformShape = Transform.upper) =>
+  UdpServer.make({ host: "127.0.0.1", port: 0, ...options }).pipe(Effect.provide(Transform.layer(transform)))
+
+/** A bound UDP socket that records what it receives; closed when the test's scope closes. */
+const udpSocket = (address: string, port = 0) =>
+  Effect.acquireRelease(
+    Effect.callback<{ readonly socket: Dgram.Socket; readonly received: Array<Buffer> }, Error>((resume) => {
+      const socket = Dgram.createSocket(address.includes(":") ? "udp6" : "udp4")
+      const received: Array<Buffer> = []
+      socket.on("message", (message) => received.push(message))
+      socket.once("error", (error) => resume(Effect.fail(error)))
+      socket.bind({ address, port }, () => resume(Effect.succeed({ socket, received })))
+    }),
+    ({ socket }) => Effect.sync(() => socket.close()),
+  )
+
+/** Sends a datagram and waits `ms` for replies; returns how many came. */
+const sendAndListen = (
+  from: { readonly socket: Dgram.Socket; readonly received: Array<Buffer> },
+  port: number,
+  payload: Uint8Array | string,
+  ms = 300,
+  host = "127.0.0.1",
+) =>
+  Effect.promise(async () => {
+    const before = from.received.length
+    from.socket.send(payload, port, host)
+    await sleep(ms)
+    return from.received.length - before
+  })
+
+/** The server answers a normal request from an ephemeral port. */
+const alive = (port: number, host = "127.0.0.1") =>
+  Effect.promise(() => udpExchange(port, "still alive", { host })).pipe(
+    Effect.map((reply) => assert.strictEqual(reply.toString(), "STILL ALIVE")),
+  )
+
+// Sends `count` datagrams to 127.0.0.1:`port` from a python3 process, while this process (and so an
+// in-process server) waits: the receive buffer overflows for certain, on Node and on Deno alike.
+const BLAST = `
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(int(sys.argv[2])):
+    s.sendto(b"burst datagram", (sys.argv[3], int(sys.argv[1])))
+`
+
+/** Sends a burst of `count` small datagrams as fast as possible, faster than the server reads them. */
+const burst = (port: number, count: number, host = "127.0.0.1") =>
+  Effect.gen(function* () {
+    if (hasPython) {
+      const result = ChildProcess.spawnSync("python3", ["-c", BLAST, String(port), String(count), host], {
+        timeout: 10_000,
+        encoding: "utf8",
+      })
+      assert.strictEqual(result.status, 0, result.stderr)
+      return
+    }
+    // Without python3: sent synchronously in one turn of the event loop (drops certain on Node only).
+    const sender = yield* udpSocket("127.0.0.1")
+    for (let i = 0; i < count; i++) sender.socket.send("burst datagram", port, host)
+  })
+
+/** A free port below 1024 on 127.0.0.1 (binding one needs root or CAP_NET_BIND_SERVICE), or undefined. */
+const reservedPortSocket = Effect.gen(function* () {
+  for (const port of [7, 13, 19, 37, 123, 1001, 1013, 1022]) {
+    const bound = yield* Effect.exit(udpSocket("127.0.0.1", port))
+    if (bound._tag === "Success") return { ...bound.value, port }
+  }
+  return undefined
+})
+
+// Sends one IPv4 UDP datagram with any source address and port through a raw socket (needs CAP_NET_RAW):
+// the only way on loopback to make a datagram look as if another server had sent it.
+const FORGE = `
+import socket, struct, sys
+src, sport, dst, dport, payload = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5].encode()
+udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP, 0,
+                 socket.inet_aton(src), socket.inet_aton(dst))
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+s.sendto(ip + udp, (dst, 0))
+print("sent")
+`
+
+const canForge: boolean = hasPython && ChildProcess.spawnSync(
+      "python3",
+      ["-c", "import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).close()"],
+      { timeout: 10_000 },
+    ).status === 0
+if (!canForge) {
+  console.warn("UdpGuards.test.ts: no python3 or no raw sockets (CAP_NET_RAW): skipping the forged ping-pong test")
+}
+
+const forge = (from: string, fromPort: number, to: string, toPort: number, payload: string) =>
+  Effect.sync(() => {
+    const result = ChildProcess.spawnSync(
+      "python3",
+      ["-c", FORGE, from, String(fromPort), to, String(toPort), payload],
+      { timeout: 10_000, encoding: "utf8" },
+    )
+    assert.strictEqual(result.status, 0, `forging a datagram failed: ${result.stderr}`)
+  })
+
+describe("UdpServer receive queue", () => {
+  it.live("a burst of 5,000 datagrams into a tiny receive buffer: the overflow is dropped and counted, none unaccounted", () =>
+    Effect.gen(function* () {
+      const udp = yield* server({ receiveBufferBytes: 4096 })
+      const port = udp.address.port
+      const sent = 5000
+      yield* burst(port, sent)
+      const accounted = () => udp.stats().received + (udp.stats().dropped ?? 0)
+      yield* Effect.promise(() => waitUntil(() => accounted() >= sent, 5000, "every datagram served or dropped"))
+      yield* Effect.promise(() => sleep(100))
+      const stats = udp.stats()
+      console.log(
+        `receive buffer of 4 KiB: ${sent} sent, ${stats.received} served, ${stats.dropped} dropped, ` +
+          `${stats.answered} answered`,
+      )
+      assert.strictEqual(accounted(), sent, JSON.stringify(stats))
+      if (hasPython || !isDeno) assert.isAbove(stats.dropped ?? 0, 0, "the buffer overflows under the burst")
+      assert.strictEqual(stats.answered, stats.received)
+      yield* alive(port)
+    }))
+
+  it.live("the dropped count is the server's own, not that of another socket on the same port number", () =>
+    Effect.gen(function* () {
+      const a = yield* server({ host: "127.0.0.1", receiveBufferBytes: 4096 })
+      const port = a.address.port
+      const b = yield* server({ host: "127.0.0.2", port, receiveBufferBytes: 4096 })
+      yield* burst(port, 2000, "127.0.0.2")
+      yield* Effect.promise(() =>
+        waitUntil(() => b.stats().received + (b.stats().dropped ?? 0) >= 2000, 5000, "the burst served or dropped")
+      )
+      assert.isAbove(b.stats().dropped ?? 0, 0, "the burst overflowed B's buffer")
+      assert.strictEqual(a.stats().received, 0)
+      assert.strictEqual(
+        a.stats().dropped,
+        0,
+        `A (127.0.0.1:${port}) received nothing yet reports B's ${b.stats().dropped} drops as its own`,
+      )
+      yield* alive(port, "127.0.0.1")
+    }))
+})
+
+describe("UdpServer amplification guard", () => {
+  it.live("a reply more than 3x its request is not sent and is counted; a small one still is", () => {
+    const logs = logCapture()
+    // Echoes short sentences upper-cased, and a long one a hundred times over.
+    const amplifier: Transform.TransformShape = {
+      name: "amplifier",
+      framing: "stream",
+      apply: (text) => text.length > 10 ? text.repeat(100) : text.toUpperCase(),
+    }
+    return Effect.gen(function* () {
+      const udp = yield* server({}, amplifier)
+      const client = yield* udpSocket("127.0.0.1")
+      assert.strictEqual(yield* sendAndListen(client, udp.address.port, "please amplify me", 300), 0)
+      assert.strictEqual(udp.stats().amplificationGuarded, 1)
+      assert.strictEqual(yield* sendAndListen(client, udp.address.port, "small", 300), 1)
+      assert.strictEqual(client.received.at(-1)?.toString(), "SMALL")
+      assert.isTrue(logs.logged.some((line) => line.includes("amplification bound")), logs.logged.join("\n"))
+    }).pipe(Effect.provide(logs.layer))
+  })
+})
+
+describe("UdpServer loop guard", () => {
+  it.live("no reply to a source port below 1024, nor to one equal to the server's own port; counted", () =>
+    Effect.gen(function* () {
+      const udp = yield* server({})
+      const port = udp.address.port
+      const reserved = yield* reservedPortSocket
+      if (reserved === undefined) {
+        console.warn("UdpGuards.test.ts: cannot bind a port below 1024 (not root): the reserved-port case is skipped")
+      } else {
+        assert.strictEqual(yield* sendAndListen(reserved, port, "from a service port"), 0)
+        assert.strictEqual(udp.stats().loopGuarded, 1)
+      }
+      // The server holds 127.0.0.1:port; the same port number on 127.0.0.2 is free.
+      const ownPort = yield* udpSocket("127.0.0.2", port)
+      assert.strictEqual(yield* sendAndListen(ownPort, port, "from the server's own port"), 0)
+      assert.strictEqual(udp.stats().loopGuarded, reserved === undefined ? 1 : 2)
+      assert.strictEqual(udp.stats().answered, 0)
+      yield* alive(port)
+    }))
+
+  it.live.skipIf(!canForge)(
+    "two caps servers on the same port number cannot be set to ping-pong by one forged datagram",
+    () =>
+      Effect.gen(function* () {
+        const a = yield* server({ host: "127.0.0.1" })
+        const port = a.address.port
+        const b = yield* server({ host: "127.0.0.2", port })
+        // As if B had sent to A, and as if A had sent to B: without the guard each would answer the other forever.
+        yield* forge("127.0.0.2", port, "127.0.0.1", port, "ping from b")
+        yield* forge("127.0.0.1", port, "127.0.0.2", port, "ping from a")
+        yield* Effect.promise(() => sleep(500))
+        assert.deepStrictEqual(
+          [a.stats().received, b.stats().received],
+          [1, 1],
+          "each server received only the forged datagram",
+        )
+        assert.deepStrictEqual([a.stats().answered, b.stats().answered], [0, 0])
+        assert.deepStrictEqual([a.stats().loopGuarded, b.stats().loopGuarded], [1, 1])
+        yield* alive(port, "127.0.0.1")
+        yield* alive(port, "127.0.0.2")
+      }),
+  )
+})
+
+describe("UdpServer rate limit", () => {
+  it.live("a burst beyond the per-source limit is partly refused and counted; another source IP is still served", () =>
+    Effect.gen(function* () {
+      const udp = yield* server({ rateLimit: { perSecond: 5, burst: 5 } })
+      const port = udp.address.port
+      const flooder = yield* udpSocket("127.0.0.1")
+      for (let i = 0; i < 30; i++) flooder.socket.send(`request ${i}`, port, "127.0.0.1")
+      yield* Effect.promise(() => waitUntil(() => udp.stats().received === 30, 2000, "the burst received"))
+      yield* Effect.promise(() => sleep(100))
+      const answered = flooder.received.length
+      assert.isAtLeast(answered, 5, "the burst allowance is served")
+      assert.isAtMost(answered, 7, "and little more than the burst plus what refills meanwhile")
+      assert.strictEqual(udp.stats().rateLimited, 30 - answered)
+      const other = yield* Effect.promise(() => udpExchange(port, "another source", { from: "127.0.0.2" }))
+      assert.strictEqual(other.toString(), "ANOTHER SOURCE")
+    }))
+})
+
+describe("UdpServer oversized datagrams", () => {
+  it.live("a burst of datagrams over maxDatagramBytes: no replies, counted, one warning line, still serving", () => {
+    const logs = logCapture()
+    return Effect.gen(function* () {
+      const udp = yield* server({ maxDatagramBytes: 100 })
+      const client = yield* udpSocket("127.0.0.1")
+      for (let i = 0; i < 50; i++) client.socket.send(Buffer.alloc(101 + i, 0x61), udp.address.port, "127.0.0.1")
+      yield* Effect.promise(() => waitUntil(() => udp.stats().tooLarge === 50, 2000, "50 datagrams refused"))
+      yield* Effect.promise(() => sleep(100))
+      assert.strictEqual(client.received.length, 0)
+      const warnings = logs.logged.filter((line) => line.includes("from 127.0.0.1:") && line.includes("not answered"))
+      assert.strictEqual(warnings.length, 1, `one line a second at most:\n${logs.logged.join("\n")}`)
+      yield* alive(udp.address.port)
+    }).pipe(Effect.provide(logs.layer))
+  })
+
+  it.live("a 65,527-byte datagram over IPv6, beyond what UDP over IPv4 carries, gets no reply and breaks nothing", () =>
+    Effect.gen(function* () {
+      const udp = yield* server({ host: "::1" })
+      const client = yield* udpSocket("::1")
+      assert.strictEqual(yield* sendAndListen(client, udp.address.port, Buffer.alloc(65_527, 0x61), 300, "::1"), 0)
+      assert.strictEqual(udp.stats().tooLarge, 1)
+      yield* alive(udp.address.port, "::1")
+    }))
+})
