@@ -15,14 +15,9 @@
 import { spawn, spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
-import * as Path from "node:path"
 import process from "node:process"
-import { fileURLToPath } from "node:url"
+import { HOST, isDeno, startCaps } from "./CapsServer.ts"
 
-const ROOT = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
-const MAIN = Path.join(ROOT, "src", "main.ts")
-const HOST = "127.0.0.1"
-const isDeno = "Deno" in globalThis
 const MiB = 1024 * 1024
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -43,46 +38,6 @@ const stats = (values: ReadonlyArray<number>) => {
 }
 
 // --- a server child -------------------------------------------------------------------------------------
-
-interface Server {
-  readonly pid: number
-  readonly port: number
-  readonly stderr: () => string
-  readonly exited: Promise<{ readonly code: number | null; readonly signal: string | null }>
-  readonly stop: () => Promise<void>
-}
-
-const startServer = (extra: ReadonlyArray<string> = []): Promise<Server> => {
-  const args = ["tcp-server", "--host", HOST, "--port", "0", ...extra]
-  const command = isDeno ? ["run", "--allow-net", "--allow-env", MAIN, ...args] : [MAIN, ...args]
-  const child = spawn(process.execPath, command, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
-  let stdout = ""
-  let stderr = ""
-  let running = true
-  child.stderr.setEncoding("utf8").on("data", (text: string) => stderr += text)
-  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
-    child.once("close", (code, signal) => {
-      running = false
-      resolve({ code, signal })
-    })
-  )
-  const pid = child.pid ?? 0
-  const stop = async () => {
-    if (running) process.kill(pid, "SIGKILL")
-    await exited
-  }
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server not ready within 20 s:\n${stdout}${stderr}`)), 20_000)
-    child.stdout.setEncoding("utf8").on("data", (text: string) => {
-      stdout += text
-      const ready = /tcp-server: ready on \S+:(\d+)\/tcp/.exec(stdout)
-      if (ready === null) return
-      clearTimeout(timer)
-      resolve({ pid, port: Number(ready[1]), stderr: () => stderr, exited, stop })
-    })
-    void exited.then(() => reject(new Error(`server exited before it was ready:\n${stdout}${stderr}`)))
-  })
-}
 
 const memory = (pid: number) => {
   const status = Fs.readFileSync(`/proc/${pid}/status`, "utf8")
@@ -169,13 +124,13 @@ const slowReaderMemory = async () => {
       "   The server's VmRSS is sampled every 50 ms from /proc/PID/status, VmHWM read at the end.",
   )
   if (spawnSync("python3", ["--version"]).status !== 0) return console.log("   skipped: python3 not found")
-  const server = await startServer()
+  const server = await startCaps("tcp-server")
   try {
-    const warm = await exchange(server.port, Buffer.alloc(8 * MiB, 0x61))
+    const warm = await exchange(server.tcpPort!, Buffer.alloc(8 * MiB, 0x61))
     if (warm.length !== 8 * MiB) throw new Error("warm-up reply incomplete")
     await sleep(500)
     const before = memory(server.pid)
-    const flood = spawn("python3", ["-c", FLOOD, String(server.port)], { stdio: ["ignore", "pipe", "inherit"] })
+    const flood = spawn("python3", ["-c", FLOOD, String(server.tcpPort!)], { stdio: ["ignore", "pipe", "inherit"] })
     let out = ""
     flood.stdout.setEncoding("utf8").on("data", (text: string) => out += text)
     let peak = before.rss
@@ -191,7 +146,7 @@ const slowReaderMemory = async () => {
     const after = memory(server.pid)
     flood.kill("SIGKILL")
     const sent = Number(/stalled (\d+)/.exec(out)?.[1] ?? NaN)
-    const reply = await exchange(server.port, "still alive")
+    const reply = await exchange(server.tcpPort!, "still alive")
     console.log(
       `   result: the flooder got ${(sent / MiB).toFixed(1)} MiB into the kernel before it stalled (of 64 MiB);\n` +
         `   server RSS ${before.rss.toFixed(1)} MiB before, peak ${peak.toFixed(1)} MiB during ` +
@@ -214,14 +169,14 @@ const latencyWithIdle = async () => {
       "   send 'hello', half-close, read the reply to EOF), timed from connect to EOF; first with no other\n" +
       "   connection, then with 1,000 idle connections open (opened from this process, never used).",
   )
-  const server = await startServer()
+  const server = await startCaps("tcp-server")
   const idle: Array<Net.Socket> = []
   try {
     const measure = async () => {
       const times: Array<number> = []
       for (let i = 0; i < 50; i++) {
         const started = performance.now()
-        const reply = await exchange(server.port, "hello")
+        const reply = await exchange(server.tcpPort!, "hello")
         times.push(performance.now() - started)
         if (reply.toString() !== "HELLO") throw new Error(`wrong reply ${reply.toString()}`)
       }
@@ -230,16 +185,18 @@ const latencyWithIdle = async () => {
     await measure()
     const quiet = await measure()
     for (let i = 0; i < 10; i++) {
-      idle.push(...await Promise.all(Array.from({ length: 100 }, () => connect(server.port))))
+      idle.push(...await Promise.all(Array.from({ length: 100 }, () => connect(server.tcpPort!))))
     }
-    await waitFor(() => serverSockets(server.port) >= 1000, 5000)
+    await waitFor(() => serverSockets(server.tcpPort!) >= 1000, 5000)
     const busy = await measure()
     const f = (x: number) => x.toFixed(2)
     console.log(
       `   result: no idle connections: median ${f(quiet.median)} ms, p90 ${f(quiet.p90)} ms, max ${
         f(quiet.max)
       } ms;\n` +
-        `   ${serverSockets(server.port)} server sockets open:  median ${f(busy.median)} ms, p90 ${f(busy.p90)} ms, ` +
+        `   ${serverSockets(server.tcpPort!)} server sockets open:  median ${f(busy.median)} ms, p90 ${
+          f(busy.p90)
+        } ms, ` +
         `max ${f(busy.max)} ms`,
     )
   } finally {
@@ -258,9 +215,9 @@ const descriptorsAfterChurn = async () => {
       "   loop); descriptors counted in /proc/PID/fd before, at the end of the last\n" +
       "   batch, and once the server holds no socket on its port (at most 10 s later).",
   )
-  const server = await startServer()
+  const server = await startCaps("tcp-server")
   try {
-    await exchange(server.port, "warm-up")
+    await exchange(server.tcpPort!, "warm-up")
     await sleep(1000)
     const before = openFds(server.pid)
     let peak = before
@@ -269,7 +226,7 @@ const descriptorsAfterChurn = async () => {
     for (let batch = 0; batch < 100; batch++) {
       await Promise.all(
         Array.from({ length: 100 }, () =>
-          connect(server.port).then((socket) =>
+          connect(server.tcpPort!).then((socket) =>
             new Promise<void>((resolve) => {
               // One byte and its answer: the cycle waits for the server to have accepted the connection.
               socket.once("data", () => socket.destroy())
@@ -283,10 +240,10 @@ const descriptorsAfterChurn = async () => {
     const millis = Date.now() - started
     const overflows = listenOverflows() - overflowsBefore
     const atEnd = openFds(server.pid)
-    const settled = await waitFor(() => serverSockets(server.port) === 0, 10_000)
+    const settled = await waitFor(() => serverSockets(server.tcpPort!) === 0, 10_000)
     await sleep(200)
     const after = openFds(server.pid)
-    const reply = await exchange(server.port, "still alive")
+    const reply = await exchange(server.tcpPort!, "still alive")
     console.log(
       `   result: ${millis} ms for 10,000 cycles (${overflows} SYNs dropped by a full accept queue, each costing ` +
         `its client a 1 s retransmit);\n   server descriptors ${before} before, ${peak} at most during, ` +
@@ -357,9 +314,9 @@ const shutdownUnderLoad = async () => {
       "   request lines in flight for 2 s, checking every reply; at SIGTERM they stop sending and count what is\n" +
       "   in flight; then they read until the server closes. Timed from SIGTERM to the server's exit.",
   )
-  const server = await startServer()
+  const server = await startCaps("tcp-server")
   try {
-    const clients = await Promise.all(Array.from({ length: 50 }, (_, i) => pipeliner(server.port, i, 16)))
+    const clients = await Promise.all(Array.from({ length: 50 }, (_, i) => pipeliner(server.tcpPort!, i, 16)))
     await sleep(2000)
     const answeredBefore = clients.reduce((n, c) => n + c.answered, 0)
     for (const client of clients) client.stop()

@@ -19,19 +19,12 @@
 // Runs with the project's pinned Node (`node scripts/soak.ts`, type stripping), no dependencies; run it
 // with Deno (`deno run -A scripts/soak.ts`) to soak the server on Deno.
 
-import { spawn } from "node:child_process"
 import * as Dgram from "node:dgram"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
-import * as Path from "node:path"
 import process from "node:process"
-import { fileURLToPath } from "node:url"
+import { HOST, isDeno, startCaps } from "./CapsServer.ts"
 import { parseArgs } from "node:util"
-
-const ROOT = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
-const MAIN = Path.join(ROOT, "src", "main.ts")
-const HOST = "127.0.0.1"
-const isDeno = "Deno" in globalThis
 
 const { values: flags } = parseArgs({
   options: {
@@ -53,50 +46,6 @@ const encoder = new TextEncoder()
 const upper = (bytes: Uint8Array): string => new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes).toUpperCase()
 
 // --- the server ---------------------------------------------------------------------------------------
-
-interface Server {
-  readonly pid: number
-  readonly udpPort: number
-  readonly tcpPort: number
-  readonly stderr: () => string
-  readonly exited: Promise<{ readonly code: number | null; readonly signal: string | null }>
-  readonly alive: () => boolean
-}
-
-const startServer = (): Promise<Server> => {
-  const args = ["serve", "--host", HOST, "--port", "0"]
-  const command = isDeno ? ["run", "--allow-net", "--allow-env", MAIN, ...args] : [MAIN, ...args]
-  const child = spawn(process.execPath, command, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
-  let stdout = ""
-  let stderr = ""
-  let running = true
-  child.stderr.setEncoding("utf8").on("data", (text: string) => stderr += text)
-  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
-    child.once("close", (code, signal) => {
-      running = false
-      resolve({ code, signal })
-    })
-  )
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server not ready within 20 s:\n${stdout}${stderr}`)), 20_000)
-    child.stdout.setEncoding("utf8").on("data", (text: string) => {
-      stdout += text
-      const udp = /udp-server: ready on \S+:(\d+)\/udp/.exec(stdout)
-      const tcp = /tcp-server: ready on \S+:(\d+)\/tcp/.exec(stdout)
-      if (udp === null || tcp === null) return
-      clearTimeout(timer)
-      resolve({
-        pid: child.pid ?? 0,
-        udpPort: Number(udp[1]),
-        tcpPort: Number(tcp[1]),
-        stderr: () => stderr,
-        exited,
-        alive: () => running,
-      })
-    })
-    void exited.then(() => reject(new Error(`server exited before it was ready:\n${stdout}${stderr}`)))
-  })
-}
 
 const rssMiB = (pid: number): number => {
   const status = Fs.readFileSync(`/proc/${pid}/status`, "utf8")
@@ -365,24 +314,24 @@ interface Sample {
 }
 
 const main = async () => {
-  const server = await startServer()
+  const server = await startCaps("serve")
   await sleep(1000)
   const fdsAtStart = openFds(server.pid)
   const rssAtStart = rssMiB(server.pid)
   console.log(
-    `soak: caps serve (pid ${server.pid}, ${isDeno ? "Deno" : "Node"}) on ${HOST}, TCP ${server.tcpPort}, ` +
-      `UDP ${server.udpPort}, for ${DURATION_MS / 1000} s; at start RSS ${rssAtStart.toFixed(1)} MiB, ` +
+    `soak: caps serve (pid ${server.pid}, ${isDeno ? "Deno" : "Node"}) on ${HOST}, TCP ${server.tcpPort!}, ` +
+      `UDP ${server.udpPort!}, for ${DURATION_MS / 1000} s; at start RSS ${rssAtStart.toFixed(1)} MiB, ` +
       `${fdsAtStart} descriptors`,
   )
   const started = Date.now()
   const traffic = [
-    ...Array.from({ length: 8 }, () => pingPong(server.tcpPort)),
-    ...Array.from({ length: 4 }, () => pipelined(server.tcpPort)),
-    ...Array.from({ length: 4 }, () => udpClient(server.udpPort)),
-    ...Array.from({ length: 4 }, () => churn(server.tcpPort)),
-    ...Array.from({ length: 2 }, () => invalidUtf8(server.tcpPort)),
-    slowReaders(server.tcpPort),
-    resets(server.tcpPort),
+    ...Array.from({ length: 8 }, () => pingPong(server.tcpPort!)),
+    ...Array.from({ length: 4 }, () => pipelined(server.tcpPort!)),
+    ...Array.from({ length: 4 }, () => udpClient(server.udpPort!)),
+    ...Array.from({ length: 4 }, () => churn(server.tcpPort!)),
+    ...Array.from({ length: 2 }, () => invalidUtf8(server.tcpPort!)),
+    slowReaders(server.tcpPort!),
+    resets(server.tcpPort!),
   ]
 
   const samples: Array<Sample> = []
@@ -398,7 +347,7 @@ const main = async () => {
       previous[kind] = done
       return line
     })
-    const connections = Object.entries(serverConnections(server.tcpPort)).map(([state, n]) => `${n} ${state}`)
+    const connections = Object.entries(serverConnections(server.tcpPort!)).map(([state, n]) => `${n} ${state}`)
     console.log(
       `[${sample.seconds.toFixed(0).padStart(4)} s] RSS ${sample.rss.toFixed(1)} MiB, ${sample.fds} fds, ` +
         `server TCP: ${connections.join(", ") || "none"}, clients open ${openClients.size}; ` +
@@ -413,7 +362,7 @@ const main = async () => {
   const died = !server.alive()
   const rssAtEnd = died ? NaN : rssMiB(server.pid)
   const fdsAtEnd = died ? NaN : openFds(server.pid)
-  const connectionsAtEnd = died ? {} : serverConnections(server.tcpPort)
+  const connectionsAtEnd = died ? {} : serverConnections(server.tcpPort!)
   const stopAt = Date.now()
   if (!died) process.kill(server.pid, "SIGTERM")
   const exit = await Promise.race([server.exited, sleep(10_000).then(() => undefined)])

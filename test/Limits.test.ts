@@ -8,7 +8,7 @@
 // is said on stderr, neither kills the server nor makes it spin, and passes
 // once the clients close.
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Logger } from "effect"
+import { Effect } from "effect"
 import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import * as TcpServer from "../src/TcpServer.ts"
@@ -26,18 +26,9 @@ import {
   tcpExchange,
   waitUntil,
 } from "./support/Sockets.ts"
+import { logCapture } from "./support/Logs.ts"
 
 const noPython = skipWithoutPython("the slow-reader memory test of Limits.test.ts")
-
-/** Log lines of the servers started under it, as `Level message`. */
-const logCapture = () => {
-  const logged: Array<string> = []
-  const text = (message: unknown) => Array.isArray(message) ? message.map(String).join(" ") : String(message)
-  const logger = Logger.make((options) => {
-    logged.push(`${options.logLevel} ${text(options.message)}`)
-  })
-  return { logged, layer: Logger.layer([logger]) }
-}
 
 const withServer = <A, E>(
   options: TcpServer.TcpServerOptions,

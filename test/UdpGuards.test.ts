@@ -5,23 +5,14 @@
 // per-source rate limit that spares other sources; oversized datagrams that
 // get no reply and break nothing. After each, the server still answers.
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Logger } from "effect"
+import { Effect } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Dgram from "node:dgram"
 import * as Transform from "../src/Transform.ts"
 import * as UdpServer from "../src/UdpServer.ts"
 import { hasPython, isDeno } from "./support/Process.ts"
 import { sleep, udpExchange, waitUntil } from "./support/Sockets.ts"
-
-/** Log lines of the servers started under it, as `Level message`. */
-const logCapture = () => {
-  const logged: Array<string> = []
-  const text = (message: unknown) => Array.isArray(message) ? message.map(String).join(" ") : String(message)
-  const logger = Logger.make((options) => {
-    logged.push(`${options.logLevel} ${text(options.message)}`)
-  })
-  return { logged, layer: Logger.layer([logger]) }
-}
+import { logCapture } from "./support/Logs.ts"
 
 const server = (options: UdpServer.UdpServerOptions, transform: Transform.TransformShape = Transform.upper) =>
   UdpServer.make({ host: "127.0.0.1", port: 0, ...options }).pipe(Effect.provide(Transform.layer(transform)))

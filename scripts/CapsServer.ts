@@ -1,0 +1,69 @@
+// A caps server as a child process, for the scripts that measure it from the
+// outside (soak, measure-faults): started on the same runtime as the script,
+// on 127.0.0.1 with free ports, ready once it has printed its ready lines.
+import { spawn } from "node:child_process"
+import * as Path from "node:path"
+import process from "node:process"
+import { fileURLToPath } from "node:url"
+
+export const ROOT = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
+export const HOST = "127.0.0.1"
+export const isDeno = "Deno" in globalThis
+const MAIN = Path.join(ROOT, "src", "main.ts")
+
+/** A running server child. Ports are those of the servers the command starts. */
+export interface CapsServer {
+  readonly pid: number
+  readonly udpPort: number | undefined
+  readonly tcpPort: number | undefined
+  readonly stderr: () => string
+  readonly exited: Promise<{ readonly code: number | null; readonly signal: string | null }>
+  readonly alive: () => boolean
+  /** Kills it (SIGKILL) and waits for it to be gone. */
+  readonly stop: () => Promise<void>
+}
+
+const portOf = (text: string, transport: "udp" | "tcp") =>
+  new RegExp(`${transport}-server: ready on \\S+:(\\d+)/${transport}`).exec(text)?.[1]
+
+/** Starts `caps <command> --host 127.0.0.1 --port 0 ...extra`; `serve` is ready when both servers are. */
+export const startCaps = (command: "tcp-server" | "serve", extra: ReadonlyArray<string> = []): Promise<CapsServer> => {
+  const args = [command, "--host", HOST, "--port", "0", ...extra]
+  const argv = isDeno ? ["run", "--allow-net", "--allow-env", MAIN, ...args] : [MAIN, ...args]
+  const child = spawn(process.execPath, argv, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
+  let stdout = ""
+  let stderr = ""
+  let running = true
+  child.stderr.setEncoding("utf8").on("data", (text: string) => stderr += text)
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+    child.once("close", (code, signal) => {
+      running = false
+      resolve({ code, signal })
+    })
+  )
+  const pid = child.pid ?? 0
+  const stop = async () => {
+    if (running) process.kill(pid, "SIGKILL")
+    await exited
+  }
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server not ready within 20 s:\n${stdout}${stderr}`)), 20_000)
+    child.stdout.setEncoding("utf8").on("data", (text: string) => {
+      stdout += text
+      const udp = portOf(stdout, "udp")
+      const tcp = portOf(stdout, "tcp")
+      if (tcp === undefined || (command === "serve" && udp === undefined)) return
+      clearTimeout(timer)
+      resolve({
+        pid,
+        udpPort: udp === undefined ? undefined : Number(udp),
+        tcpPort: Number(tcp),
+        stderr: () => stderr,
+        exited,
+        alive: () => running,
+        stop,
+      })
+    })
+    void exited.then(() => reject(new Error(`server exited before it was ready:\n${stdout}${stderr}`)))
+  })
+}
