@@ -55,6 +55,8 @@ export interface TcpListener {
   readonly acceptErrors: () => number
   /** Connections closed at once because `maxConnections` were open. */
   readonly rejected: () => number
+  /** Accepted sockets not closed yet, including those lingering after their handler ended. */
+  readonly openSockets: () => number
 }
 
 // A lingering close, as nginx's `lingering_close`: send our FIN once queued replies are flushed, then read
@@ -184,5 +186,6 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
     stopAccepting,
     acceptErrors: () => acceptErrors,
     rejected: () => rejected,
+    openSockets: () => open,
   } satisfies TcpListener
 })

@@ -10,8 +10,9 @@
  * 1. stop accepting: the listening socket is closed, new connections are refused;
  * 2. close idle connections (waiting for bytes) at once, flushing what they owe;
  * 3. let busy connections write the replies they owe, then close them;
- * 4. after the drain deadline (5 s by default), interrupt what remains, which
- *    closes its socket;
+ * 4. wait for closed connections to finish lingering (until their peers close:
+ *    an earlier exit would reset them and lose unread replies); after the drain
+ *    deadline (5 s by default), interrupt what remains, which closes its socket;
  * 5. log one line saying how many connections finished and how many were cut.
  */
 import * as Context from "effect/Context"
@@ -129,8 +130,10 @@ export const make = (
       yield* listener.stopAccepting
       const atStart = tracked.size
       for (const { control } of tracked) control.drain?.()
+      // Wait for the connections, and then for their sockets, which linger until the peers close theirs:
+      // exiting earlier would reset them and lose replies the peers have not read yet.
       yield* Effect.gen(function* () {
-        while (tracked.size > 0) yield* Effect.sleep(Duration.millis(10))
+        while (tracked.size > 0 || listener.openSockets() > 0) yield* Effect.sleep(Duration.millis(10))
       }).pipe(Effect.timeoutOrElse({ duration: drainTimeout, orElse: () => Effect.void }))
       const cut = tracked.size
       yield* Effect.logInfo(
