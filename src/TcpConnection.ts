@@ -89,6 +89,12 @@ export const serve = (
         resume(Effect.succeed({ end, malformed: decoder.malformed + malformed }))
       }
 
+      const answerLine = (line: Uint8Array): string => {
+        const decoded = Utf8.decodeWhole(line)
+        malformed += decoded.malformed
+        return transform.apply(decoded.text)
+      }
+
       const lineReplies = (bytes: Uint8Array): string | undefined => {
         const framed = framer.push(bytes)
         if (framed._tag === "TooLong") {
@@ -102,11 +108,7 @@ export const serve = (
           return undefined
         }
         let out = ""
-        for (const line of framed.lines) {
-          const decoded = Utf8.decodeWhole(line)
-          malformed += decoded.malformed
-          out += transform.apply(decoded.text) + "\n"
-        }
+        for (const line of framed.lines) out += answerLine(line) + "\n"
         return out
       }
 
@@ -138,11 +140,7 @@ export const serve = (
         const rest = transform.framing === "stream" ? decoder.end() : undefined
         const last = transform.framing === "line" ? framer.end() : undefined
         if (rest !== undefined && rest.length > 0) write(transform.apply(rest))
-        if (last !== undefined) {
-          const decoded = Utf8.decodeWhole(last)
-          malformed += decoded.malformed
-          write(transform.apply(decoded.text))
-        }
+        if (last !== undefined) write(answerLine(last))
         report()
         finish("eof")
       }

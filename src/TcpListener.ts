@@ -20,6 +20,7 @@ import * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
+import { WarningThrottle } from "./WarningThrottle.ts"
 
 const isDeno = "Deno" in globalThis
 
@@ -140,35 +141,35 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
       const fibers = yield* FiberSet.make<void, never>()
       const runFork = yield* FiberSet.runtime(fibers)<Exclude<R, Scope.Scope>>()
       const runLog = Effect.runForkWith(yield* Effect.context<never>())
+      const throttle = new WarningThrottle((message) => runLog(Effect.logWarning(message)))
       const logAcceptError = (error: Error) =>
-        runLog(Effect.logWarning(
+        throttle.warn("AcceptError", () =>
           `accept failed on ${Endpoint.format(address)}: ${CapsError.errno(error) ?? "error"} (${error.message}); ` +
-            `still listening`,
-        ))
-      // At most one line a second, however many connections are turned away.
-      let lastRejectLog = 0
-      const logRejected = () => {
-        const now = Date.now()
-        if (now - lastRejectLog < 1000) return
-        lastRejectLog = now
-        runLog(Effect.logWarning(
+          `still listening`)
+      const logRejected = () =>
+        throttle.warn("ConnectionLimit", () =>
           `connection limit of ${maxConnections} reached on ${Endpoint.format(address)}: ` +
-            `closing new connections at once (${rejected} so far)`,
-        ))
-      }
+          `closing new connections at once (${rejected} so far)`)
       const serve = (conn: Net.Socket) => {
-        const socket = Effect.acquireRelease(Effect.succeed(conn), (conn) => Effect.sync(() => release(conn)))
-        runFork(Effect.scoped(Effect.flatMap(socket, (socket) => handler({ socket, peer: peerOf(socket) }))))
+        const socket = Effect.acquireRelease(Effect.succeed(conn), (conn) =>
+          Effect.sync(() =>
+            release(conn)
+          ))
+        runFork(Effect.scoped(Effect.flatMap(socket, (socket) =>
+          handler({ socket, peer: peerOf(socket) }))))
       }
       onConnection = serve
       onAcceptError = logAcceptError
       onRejected = logRejected
-      for (const conn of waiting) serve(conn)
+      for (const conn of waiting) {
+        serve(conn)
+      }
       waiting.clear()
       yield* Scope.addFinalizer(
         yield* Effect.scope,
         Effect.sync(() => {
-          onConnection = (conn) => conn.destroy()
+          onConnection = (conn) =>
+            conn.destroy()
           onAcceptError = () => {}
           onRejected = () => {}
         }),

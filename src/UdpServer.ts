@@ -30,6 +30,7 @@ import { Transform, type TransformShape } from "./Transform.ts"
 import * as UdpDrops from "./UdpDrops.ts"
 import * as UdpGuard from "./UdpGuard.ts"
 import * as Utf8 from "./Utf8.ts"
+import { WarningThrottle } from "./WarningThrottle.ts"
 
 /** The largest payload a UDP datagram can carry over IPv4. */
 export const MAX_UDP_PAYLOAD = 65_507
@@ -134,28 +135,6 @@ const bindSocket = (host: string, port: number, receiveBufferBytes: number | und
         }
       }),
   )
-}
-
-/** Warnings by kind, at most one line a second each, so a flood of bad datagrams cannot flood the log. */
-class WarningThrottle {
-  readonly #last = new Map<string, { at: number; suppressed: number }>()
-  readonly #log: (message: string) => void
-
-  constructor(log: (message: string) => void) {
-    this.#log = log
-  }
-
-  warn(kind: string, message: () => string): void {
-    const now = Date.now()
-    const entry = this.#last.get(kind)
-    if (entry !== undefined && now - entry.at < 1000) {
-      entry.suppressed++
-      return
-    }
-    const suppressed = entry?.suppressed ?? 0
-    this.#log(suppressed > 0 ? `${message()} (and ${suppressed} more like it in the last second)` : message())
-    this.#last.set(kind, { at: now, suppressed: 0 })
-  }
 }
 
 const refusalReason: Record<UdpGuard.Refusal, string> = {

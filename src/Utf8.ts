@@ -38,6 +38,12 @@ const countEncodedReplacements = (bytes: Uint8Array): number => {
   return n
 }
 
+/** Invalid sequences behind the U+FFFD in `text`, decoded from `bytes` (real U+FFFD characters not counted). */
+const invalidSequences = (text: string, bytes: Uint8Array): number => {
+  const replaced = countReplacements(text)
+  return replaced === 0 ? 0 : Math.max(0, replaced - countEncodedReplacements(bytes))
+}
+
 const sequenceLength = (lead: number): number =>
   lead < 0x80 ? 1 : (lead & 0xe0) === 0xc0 ? 2 : (lead & 0xf0) === 0xe0 ? 3 : (lead & 0xf8) === 0xf0 ? 4 : 1
 
@@ -56,8 +62,7 @@ const stillNeeded = (bytes: Uint8Array, before: number): number => {
 export const decodeWhole = (bytes: Uint8Array): { readonly text: string; readonly malformed: number } => {
   if (isAscii(bytes)) return { text: asciiText(bytes), malformed: 0 }
   const text = wholeDecoder.decode(bytes)
-  const replaced = countReplacements(text)
-  return { text, malformed: replaced === 0 ? 0 : Math.max(0, replaced - countEncodedReplacements(bytes)) }
+  return { text, malformed: invalidSequences(text, bytes) }
 }
 const wholeDecoder = new TextDecoder("utf-8", { ignoreBOM: true })
 
@@ -78,7 +83,7 @@ export class StreamDecoder {
     if (this.#needed === 0 && isAscii(bytes)) return asciiText(bytes)
     const text = this.#decoder.decode(bytes, { stream: true })
     this.#needed = stillNeeded(bytes, this.#needed)
-    this.#count(text, bytes)
+    this.malformed += invalidSequences(text, bytes)
     return text
   }
 
@@ -86,12 +91,7 @@ export class StreamDecoder {
   end(): string {
     const text = this.#decoder.decode()
     this.#needed = 0
-    this.#count(text, new Uint8Array(0))
+    this.malformed += invalidSequences(text, new Uint8Array(0))
     return text
-  }
-
-  #count(text: string, bytes: Uint8Array): void {
-    const replaced = countReplacements(text)
-    if (replaced !== 0) this.malformed += Math.max(0, replaced - countEncodedReplacements(bytes))
   }
 }

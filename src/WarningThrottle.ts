@@ -1,0 +1,29 @@
+/**
+ * Warnings that a peer can provoke at line rate (bad datagrams, refused
+ * connections, accept failures) are logged at most once a second per kind,
+ * with a count of the ones held back, so that a flood of bad input cannot
+ * become a flood of log lines.
+ */
+
+/** Logs each kind of warning at most once a second. */
+export class WarningThrottle {
+  readonly #last = new Map<string, { at: number; suppressed: number }>()
+  readonly #log: (message: string) => void
+
+  constructor(log: (message: string) => void) {
+    this.#log = log
+  }
+
+  /** Logs `message()` unless a warning of this kind was logged less than a second ago. */
+  warn(kind: string, message: () => string): void {
+    const now = Date.now()
+    const entry = this.#last.get(kind)
+    if (entry !== undefined && now - entry.at < 1000) {
+      entry.suppressed++
+      return
+    }
+    const suppressed = entry?.suppressed ?? 0
+    this.#log(suppressed > 0 ? `${message()} (and ${suppressed} more like it since the last such line)` : message())
+    this.#last.set(kind, { at: now, suppressed: 0 })
+  }
+}
