@@ -9,7 +9,7 @@ import type * as Scope from "effect/Scope"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as Transform from "../src/Transform.ts"
 import { skipWithoutPython } from "./support/Process.ts"
-import { openFds, sleep, spawnPeerProcess, tcpConnect, tcpExchange, waitUntil } from "./support/Sockets.ts"
+import { openSockets, sleep, spawnPeerProcess, tcpConnect, tcpExchange, waitUntil } from "./support/Sockets.ts"
 
 const noPython = skipWithoutPython("the killed-client test of Hygiene.test.ts")
 
@@ -20,13 +20,13 @@ const withServer = <A, E>(test: (server: TcpServer.TcpServer["Service"]) => Effe
   )
 
 /** Waits until the server holds no connection, then checks that no descriptor was left behind. */
-const settled = (server: TcpServer.TcpServer["Service"], fdsBefore: number) =>
+const settled = (server: TcpServer.TcpServer["Service"], socketsBefore: number) =>
   Effect.promise(async () => {
     await waitUntil(() => server.stats().connectionsOpen === 0, 5000, "every connection closed by the server")
     // Closed sockets give their descriptors back on the next turns of the event loop.
-    await waitUntil(() => openFds() <= fdsBefore, 2000, "descriptors back to where they were").catch(() => {})
-    const fdsAfter = openFds()
-    assert.isAtMost(fdsAfter, fdsBefore, `descriptors before ${fdsBefore}, after ${fdsAfter}`)
+    await waitUntil(() => openSockets() <= socketsBefore, 2000, "sockets back to where they were").catch(() => {})
+    const socketsAfter = openSockets()
+    assert.isAtMost(socketsAfter, socketsBefore, `sockets before ${socketsBefore}, after ${socketsAfter}`)
     assert.strictEqual(server.stats().connectionsOpen, 0)
   })
 
@@ -92,12 +92,12 @@ describe("TcpServer descriptor and fiber hygiene", () => {
             })
           yield* warmUp(server)
           const totalBefore = server.stats().connectionsTotal
-          const fdsBefore = openFds()
+          const socketsBefore = openSockets()
           const started = Date.now()
           for (let i = 0; i < 40; i++) yield* batch(250)
           const millis = Date.now() - started
-          yield* settled(server, fdsBefore)
-          console.log(`10,000 connect/disconnect cycles in ${millis} ms; descriptors ${fdsBefore} -> ${openFds()}`)
+          yield* settled(server, socketsBefore)
+          console.log(`10,000 connect/disconnect cycles in ${millis} ms; sockets ${socketsBefore} -> ${openSockets()}`)
           assert.strictEqual(server.stats().connectionsTotal - totalBefore, 10_000)
           assert.strictEqual(server.stats().connectionsRejected, 0)
           yield* alive(port)
@@ -111,14 +111,14 @@ describe("TcpServer descriptor and fiber hygiene", () => {
       Effect.gen(function* () {
         const port = server.address.port
         yield* warmUp(server)
-        const fdsBefore = openFds()
+        const socketsBefore = openSockets()
         const sockets = yield* Effect.promise(() => Promise.all(Array.from({ length: 200 }, () => tcpConnect(port))))
         yield* Effect.promise(() => waitUntil(() => server.stats().connectionsOpen === 200, 3000, "200 connections"))
         for (const [i, socket] of sockets.entries()) {
           socket.write(`half a sentence from client ${i}, then a reset`)
           socket.resetAndDestroy()
         }
-        yield* settled(server, fdsBefore)
+        yield* settled(server, socketsBefore)
         yield* alive(port)
       })
     ))
@@ -128,7 +128,7 @@ describe("TcpServer descriptor and fiber hygiene", () => {
       Effect.gen(function* () {
         const port = server.address.port
         yield* warmUp(server)
-        const fdsBefore = openFds()
+        const socketsBefore = openSockets()
         const replies = yield* Effect.promise(() =>
           Promise.all(Array.from({ length: 200 }, (_, i) =>
             tcpExchange(port, [`client ${i} says `, "straße ".repeat(i)], { pauseMs: 1, halfClose: true })))
@@ -137,7 +137,7 @@ describe("TcpServer descriptor and fiber hygiene", () => {
           assert.strictEqual(reply.data.toString(), `CLIENT ${i} SAYS ${"STRASSE ".repeat(i)}`)
           assert.isTrue(reply.ended, `client ${i} got EOF after its reply`)
         })
-        yield* settled(server, fdsBefore)
+        yield* settled(server, socketsBefore)
         yield* alive(port)
       })
     ))
@@ -149,7 +149,7 @@ describe("TcpServer descriptor and fiber hygiene", () => {
         Effect.gen(function* () {
           const port = server.address.port
           yield* warmUp(server)
-          const fdsBefore = openFds()
+          const socketsBefore = openSockets()
           const writers = yield* Effect.acquireRelease(
             Effect.sync(() =>
               Array.from({ length: 5 }, () => spawnPeerProcess("python3", ["-c", WRITER, String(port)]))
@@ -170,7 +170,7 @@ describe("TcpServer descriptor and fiber hygiene", () => {
           for (const writer of writers) {
             assert.strictEqual((yield* Effect.promise(() => writer.exited)).signal, "SIGKILL")
           }
-          yield* settled(server, fdsBefore)
+          yield* settled(server, socketsBefore)
           yield* alive(port)
         })
       ),

@@ -19,6 +19,7 @@ import {
   cpuTicksOf,
   memoryOf,
   openFdsOf,
+  openSocketsOf,
   readAtLeast,
   sleep,
   spawnPeerProcess,
@@ -245,6 +246,7 @@ describe("caps tcp-server out of descriptors (child process under ulimit -n 64)"
         const server = yield* start(["bash", "-c", `ulimit -n 64 && exec ${quoted}`], { ready: CAPS_READY })
         yield* alive(server.port)
         const fdsBefore = openFdsOf(server.pid)
+        const socketsBefore = openSocketsOf(server.pid)
 
         const clients: Array<Net.Socket> = []
         yield* Effect.addFinalizer(() => Effect.sync(() => clients.forEach((socket) => socket.destroy())))
@@ -266,7 +268,11 @@ describe("caps tcp-server out of descriptors (child process under ulimit -n 64)"
 
         for (const socket of clients) socket.destroy()
         yield* Effect.promise(() =>
-          waitUntil(() => openFdsOf(server.pid) <= fdsBefore + 2, 5000, "the server's descriptors to be released")
+          waitUntil(
+            () => openSocketsOf(server.pid) <= socketsBefore + 2,
+            5000,
+            "the server's descriptors to be released",
+          )
         )
         const served = yield* Effect.promise(() =>
           tcpExchange(server.port, ["still alive"], { halfClose: true }).then(

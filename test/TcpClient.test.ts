@@ -7,7 +7,7 @@ import * as Net from "node:net"
 import * as TcpClient from "../src/TcpClient.ts"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as Transform from "../src/Transform.ts"
-import { openFds, unusedPort } from "./support/Sockets.ts"
+import { openSockets, unusedPort } from "./support/Sockets.ts"
 
 /** A raw TCP server on 127.0.0.1 whose connections are handled by `onConnection`; closed with the scope. */
 const rawServer = (onConnection: (socket: Net.Socket, index: number) => void) =>
@@ -170,12 +170,12 @@ describe("TcpClient", () => {
   it.live("closes its connection when its scope closes, leaking no descriptors", () =>
     Effect.gen(function* () {
       const server = yield* lineServer()
-      const before = openFds()
+      const before = openSockets()
       yield* Effect.gen(function* () {
         const tcp = yield* clientOf(server.port)
         for (let i = 0; i < 20; i++) assert.strictEqual(yield* tcp.request(`n${i}`), `N${i}`)
       }).pipe(Effect.scoped)
       yield* Effect.sleep("50 millis")
-      assert.isAtMost(openFds(), before)
+      assert.isAtMost(openSockets(), before)
     }).pipe(Effect.scoped))
 })

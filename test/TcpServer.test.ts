@@ -6,7 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Scope } from "effect"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as Transform from "../src/Transform.ts"
-import { closedByPeer, openFds, readAtLeast, tcpConnect, tcpExchange } from "./support/Sockets.ts"
+import { closedByPeer, openSockets, readAtLeast, tcpConnect, tcpExchange } from "./support/Sockets.ts"
 
 const serverWith = (transform: Transform.TransformShape, options: TcpServer.TcpServerOptions = {}) =>
   TcpServer.layer({ host: "127.0.0.1", port: 0, ...options }).pipe(Layer.provide(Transform.layer(transform)))
@@ -128,7 +128,7 @@ describe("TcpServer", () => {
 
   it.live("closing the scope stops listening, closes open connections and leaks no descriptors", () =>
     Effect.gen(function* () {
-      const before = openFds()
+      const before = openSockets()
       const scope = yield* Scope.make()
       const server = yield* TcpServer.make({ host: "127.0.0.1", port: 0 }).pipe(
         Scope.provide(scope),
@@ -147,7 +147,7 @@ describe("TcpServer", () => {
       )
       assert.isTrue(refused)
       yield* Effect.sleep("50 millis")
-      assert.isAtMost(openFds(), before)
+      assert.isAtMost(openSockets(), before)
     }))
 
   it.live("fails to bind an address in use with AddressInUse", () =>

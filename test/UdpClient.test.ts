@@ -6,7 +6,7 @@ import { Effect, Layer } from "effect"
 import * as Transform from "../src/Transform.ts"
 import * as UdpClient from "../src/UdpClient.ts"
 import * as UdpServer from "../src/UdpServer.ts"
-import { openFds, udpPeer, unusedPort } from "./support/Sockets.ts"
+import { openSockets, udpPeer, unusedPort } from "./support/Sockets.ts"
 
 const isDeno = "Deno" in globalThis
 if (isDeno) {
@@ -114,12 +114,12 @@ describe("UdpClient", () => {
   it.live("leaves no socket open after requests, whatever their outcome", () =>
     Effect.gen(function* () {
       const echo = yield* peer((message) => ({ payload: message }))
-      const before = openFds()
+      const before = openSockets()
       const udp = client({ port: echo.port, attemptTimeout: "100 millis", attempts: 1 })
       for (let i = 0; i < 50; i++) assert.strictEqual(yield* udp.request(`n${i}`), `n${i}`)
       const port = yield* Effect.promise(unusedPort)
       yield* client({ port, attempts: 1 }).request("x").pipe(Effect.flip)
       yield* Effect.sleep("50 millis")
-      assert.isAtMost(openFds(), before)
+      assert.isAtMost(openSockets(), before)
     }).pipe(Effect.scoped))
 })

@@ -5,7 +5,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Scope } from "effect"
 import * as Transform from "../src/Transform.ts"
 import * as UdpServer from "../src/UdpServer.ts"
-import { openFds, udpExchange } from "./support/Sockets.ts"
+import { openSockets, udpExchange } from "./support/Sockets.ts"
 
 const withServer = <A, E>(
   test: (server: UdpServer.UdpServer["Service"]) => Effect.Effect<A, E>,
@@ -123,7 +123,7 @@ describe("UdpServer", () => {
 
   it.live("closing the scope frees the port and leaks no descriptors", () =>
     Effect.gen(function* () {
-      const before = openFds()
+      const before = openSockets()
       const scope = yield* Scope.make()
       const server = yield* UdpServer.make({ host: "127.0.0.1", port: 0 }).pipe(
         Scope.provide(scope),
@@ -132,7 +132,7 @@ describe("UdpServer", () => {
       assert.strictEqual((yield* exchange(server.address.port, "x")).toString(), "X")
       yield* Scope.close(scope, Exit.void)
       yield* Effect.sleep("50 millis")
-      assert.isAtMost(openFds(), before)
+      assert.isAtMost(openSockets(), before)
       // The same port can be bound again at once.
       const again = yield* UdpServer.make({ host: "127.0.0.1", port: server.address.port }).pipe(
         Effect.provide(Transform.layer(Transform.upper)),

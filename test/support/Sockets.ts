@@ -6,8 +6,43 @@ import * as Dgram from "node:dgram"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 
-/** Open file descriptors of this process (Linux), to prove that nothing leaks. */
-export const openFds = (): number => Fs.readdirSync("/proc/self/fd").length
+/**
+ * TCP and UDP sockets a process holds (Linux), to prove that nothing leaks. Only those count: a runtime
+ * opens its own files, pipes and Unix sockets lazily, whenever it likes (Deno opens a Unix socket pair
+ * some time after it starts), and those are not caps's to close.
+ */
+export const openSocketsOf = (pid: number | "self"): number => {
+  const inet = new Set<string>()
+  for (const table of ["tcp", "tcp6", "udp", "udp6"]) {
+    let text = ""
+    try {
+      text = Fs.readFileSync(`/proc/${pid}/net/${table}`, "utf8")
+    } catch {
+      continue // no IPv6 on this host
+    }
+    for (const row of text.split("\n").slice(1)) {
+      const inode = row.trim().split(/\s+/)[9]
+      if (inode !== undefined && inode !== "0") inet.add(inode)
+    }
+  }
+  const dir = `/proc/${pid}/fd`
+  let sockets = 0
+  for (const fd of Fs.readdirSync(dir)) {
+    try {
+      const inode = /^socket:\[(\d+)\]$/.exec(Fs.readlinkSync(`${dir}/${fd}`))?.[1]
+      if (inode !== undefined && inet.has(inode)) sockets++
+    } catch {
+      // Closed between the listing and the look: not open any more.
+    }
+  }
+  return sockets
+}
+
+/** TCP and UDP sockets of this process. */
+export const openSockets = (): number => openSocketsOf("self")
+
+/** Every open file descriptor of a process (Linux), sockets or not. */
+export const openFdsOf = (pid: number): number => Fs.readdirSync(`/proc/${pid}/fd`).length
 
 const deadline = <A>(ms: number, what: string, run: (done: (a: A) => void, fail: (e: Error) => void) => () => void) =>
   new Promise<A>((resolve, reject) => {
@@ -194,9 +229,6 @@ export const memoryOf = (pid: number): { readonly rssKiB: number; readonly hwmKi
   const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN)
   return { rssKiB: field("VmRSS"), hwmKiB: field("VmHWM") }
 }
-
-/** Open file descriptors of another process (Linux). */
-export const openFdsOf = (pid: number): number => Fs.readdirSync(`/proc/${pid}/fd`).length
 
 /** CPU time (user + system) a process has used so far, in clock ticks (1/100 s on Linux). */
 export const cpuTicksOf = (pid: number): number => {
