@@ -9,7 +9,15 @@ import type * as Scope from "effect/Scope"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as Transform from "../src/Transform.ts"
 import { skipWithoutPython } from "./support/Process.ts"
-import { openSockets, sleep, spawnPeerProcess, tcpConnect, tcpExchange, waitUntil } from "./support/Sockets.ts"
+import {
+  openSockets,
+  sleep,
+  socketsBackTo,
+  spawnPeerProcess,
+  tcpConnect,
+  tcpExchange,
+  waitUntil,
+} from "./support/Sockets.ts"
 
 const noPython = skipWithoutPython("the killed-client test of Hygiene.test.ts")
 
@@ -23,10 +31,7 @@ const withServer = <A, E>(test: (server: TcpServer.TcpServer["Service"]) => Effe
 const settled = (server: TcpServer.TcpServer["Service"], socketsBefore: number) =>
   Effect.promise(async () => {
     await waitUntil(() => server.stats().connectionsOpen === 0, 5000, "every connection closed by the server")
-    // Closed sockets give their descriptors back on the next turns of the event loop.
-    await waitUntil(() => openSockets() <= socketsBefore, 2000, "sockets back to where they were").catch(() => {})
-    const socketsAfter = openSockets()
-    assert.isAtMost(socketsAfter, socketsBefore, `sockets before ${socketsBefore}, after ${socketsAfter}`)
+    await socketsBackTo(socketsBefore)
     assert.strictEqual(server.stats().connectionsOpen, 0)
   })
 

@@ -78,7 +78,7 @@ describe("TcpServer shutdown by closing its scope", () => {
   it.live("closes idle connections at once, refuses new ones, cuts a slow reader at the deadline, logs one line", () => {
     const logs = logCapture()
     return Effect.gen(function* () {
-      const { server, close } = yield* scopedServer(Transform.upper, { drainTimeout: "300 millis" })
+      const { server, close } = yield* scopedServer(Transform.upper, { drainTimeout: "1 second" })
       const port = server.address.port
       const idle = yield* connection(port)
       const slow = yield* connection(port)
@@ -99,14 +99,15 @@ describe("TcpServer shutdown by closing its scope", () => {
       yield* Fiber.join(closing)
       const closeMillis = Date.now() - started
 
-      assert.isBelow(idleMillis, 250, "the idle connection is closed at once, not at the deadline")
-      assert.isAtLeast(closeMillis, 280, "the slow reader is waited for until the deadline")
-      assert.isBelow(closeMillis, 1500, "and no longer")
+      // Wide margins on either side of the deadline: a loaded machine is slow, but not by a second.
+      assert.isBelow(idleMillis, 500, "the idle connection is closed at once, not at the deadline")
+      assert.isAtLeast(closeMillis, 950, "the slow reader is waited for until the deadline")
+      assert.isBelow(closeMillis, 3000, "and no longer")
       assert.strictEqual(server.stats().connectionsOpen, 0)
       const summaries = logs.logged.filter((line) => SUMMARY.test(line))
       assert.strictEqual(summaries.length, 1, logs.logged.join("\n"))
       const [, , clean, open, cut, deadline] = SUMMARY.exec(summaries[0]) ?? []
-      assert.deepStrictEqual([clean, open, cut, deadline], ["1", "2", "1", "300"], summaries[0])
+      assert.deepStrictEqual([clean, open, cut, deadline], ["1", "2", "1", "1000"], summaries[0])
       // The slow reader finds its connection closed once it reads what was sent before the cut.
       yield* Effect.promise(() => closedByPeer(slow, 3000))
     }).pipe(Effect.provide(logs.layer))
@@ -159,10 +160,10 @@ describe("TcpServer shutdown by closing its scope", () => {
 
 describe("caps tcp-server shutdown by signal (child process)", () => {
   it.live(
-    "SIGTERM: idle closed at once, new refused, a slow reader cut at --drain-timeout 0.5, one summary line, exit 0",
+    "SIGTERM: idle closed at once, new refused, a slow reader cut at --drain-timeout 1.5, one summary line, exit 0",
     () =>
       Effect.gen(function* () {
-        const server = yield* startCaps(["tcp-server", "--host", "127.0.0.1", "--port", "0", "--drain-timeout", "0.5"])
+        const server = yield* startCaps(["tcp-server", "--host", "127.0.0.1", "--port", "0", "--drain-timeout", "1.5"])
         const port = server.port
         const reply = yield* Effect.promise(() => tcpExchange(port, ["alive"], { halfClose: true }))
         assert.strictEqual(reply.data.toString(), "ALIVE")
@@ -182,13 +183,13 @@ describe("caps tcp-server shutdown by signal (child process)", () => {
 
         assert.isFalse(stopped.forced, `did not exit within 5 s; stderr: ${server.stderr()}`)
         assert.strictEqual(stopped.code, 0, server.stderr())
-        assert.isBelow(idleMillis, 300, "the idle connection is closed at once")
-        assert.isAtLeast(stopped.millis, 450, "the slow reader holds the shutdown until the deadline")
-        assert.isBelow(stopped.millis, 2500, "and the deadline bounds it")
+        assert.isBelow(idleMillis, 750, "the idle connection is closed at once")
+        assert.isAtLeast(stopped.millis, 1450, "the slow reader holds the shutdown until the deadline")
+        assert.isBelow(stopped.millis, 4000, "and the deadline bounds it")
         const summaries = lines(server.stderr()).filter((line) => SUMMARY.test(line))
         assert.strictEqual(summaries.length, 1, server.stderr())
         const [, , clean, open, cut, deadline] = SUMMARY.exec(summaries[0]) ?? []
-        assert.deepStrictEqual([clean, open, cut, deadline], ["1", "2", "1", "500"], summaries[0])
+        assert.deepStrictEqual([clean, open, cut, deadline], ["1", "2", "1", "1500"], summaries[0])
         yield* Effect.promise(() => closedByPeer(slow, 3000))
       }),
     30_000,
@@ -249,7 +250,7 @@ describe("caps tcp-server shutdown by signal (child process)", () => {
       const second = yield* server.stop("SIGINT", 2000)
       assert.isFalse(second.forced, server.stderr())
       assert.strictEqual(second.code, 130, server.stderr())
-      assert.isBelow(second.millis, 1000)
+      assert.isBelow(second.millis, 1500, "at once, not after the 20 s drain")
       yield* Fiber.join(draining)
     }), 30_000)
 })

@@ -7,7 +7,7 @@ import * as Net from "node:net"
 import * as TcpClient from "../src/TcpClient.ts"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as Transform from "../src/Transform.ts"
-import { openSockets, unusedPort } from "./support/Sockets.ts"
+import { openSockets, socketsBackTo, unusedPort } from "./support/Sockets.ts"
 
 /** A raw TCP server on 127.0.0.1 whose connections are handled by `onConnection`; closed with the scope. */
 const rawServer = (onConnection: (socket: Net.Socket, index: number) => void) =>
@@ -175,7 +175,6 @@ describe("TcpClient", () => {
         const tcp = yield* clientOf(server.port)
         for (let i = 0; i < 20; i++) assert.strictEqual(yield* tcp.request(`n${i}`), `N${i}`)
       }).pipe(Effect.scoped)
-      yield* Effect.sleep("50 millis")
-      assert.isAtMost(openSockets(), before)
+      yield* Effect.promise(() => socketsBackTo(before))
     }).pipe(Effect.scoped))
 })

@@ -220,6 +220,15 @@ export const waitUntil = (ready: () => boolean, timeoutMs: number, what: string)
     return () => clearInterval(timer)
   })
 
+/**
+ * Waits until this process holds no more TCP and UDP sockets than `before`: a closed socket gives its
+ * descriptor back within a few turns of the event loop. Fails naming both counts.
+ */
+export const socketsBackTo = (before: number, timeoutMs = 2000): Promise<void> =>
+  waitUntil(() => openSockets() <= before, timeoutMs, "sockets back to where they were").catch(() => {
+    throw new Error(`sockets before ${before}, still ${openSockets()} after ${timeoutMs} ms`)
+  })
+
 /** Resolves after `ms` milliseconds. */
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
