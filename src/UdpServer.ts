@@ -127,11 +127,12 @@ const bindSocket = (host: string, port: number, receiveBufferBytes: number | und
       })
     }),
     ({ socket }) =>
-      Effect.sync(() => {
+      // Waits for 'close': Deno releases the port only then, and an embedder may bind it again at once.
+      Effect.callback<void>((resume) => {
         try {
-          socket.close()
+          socket.close(() => resume(Effect.void))
         } catch {
-          // already closed
+          resume(Effect.void) // already closed
         }
       }),
   )

@@ -126,7 +126,7 @@ describe("TcpServer", () => {
       })
     ))
 
-  it.live("closing the scope stops listening, closes open connections and leaks no descriptors", () =>
+  it.live("closing the scope stops listening, closes open connections, frees the port and leaks no descriptors", () =>
     Effect.gen(function* () {
       const before = openSockets()
       const scope = yield* Scope.make()
@@ -140,6 +140,12 @@ describe("TcpServer", () => {
       const reply = yield* Effect.promise(() => tcpExchange(server.address.port, ["x"], { halfClose: true }))
       assert.strictEqual(reply.data.toString(), "X")
       yield* Scope.close(scope, Exit.void)
+      // The same port can be bound again the moment the scope is closed.
+      const again = yield* TcpServer.make({ host: "127.0.0.1", port: server.address.port }).pipe(
+        Effect.provide(Transform.layer(Transform.upper)),
+        Effect.scoped,
+      )
+      assert.strictEqual(again.address.port, server.address.port)
       yield* Effect.promise(() => Promise.all(clients.map((client) => closedByPeer(client))))
       for (const client of clients) client.destroy()
       const refused = yield* Effect.promise(() =>

@@ -131,12 +131,12 @@ describe("UdpServer", () => {
       )
       assert.strictEqual((yield* exchange(server.address.port, "x")).toString(), "X")
       yield* Scope.close(scope, Exit.void)
-      yield* Effect.promise(() => socketsBackTo(before))
-      // The same port can be bound again at once.
+      // The same port can be bound again the moment the scope is closed (Deno frees it only on 'close').
       const again = yield* UdpServer.make({ host: "127.0.0.1", port: server.address.port }).pipe(
         Effect.provide(Transform.layer(Transform.upper)),
         Effect.scoped,
       )
       assert.strictEqual(again.address.port, server.address.port)
+      yield* Effect.promise(() => socketsBackTo(before))
     }))
 })
