@@ -198,6 +198,10 @@ export const fromBindFailure = (cause: unknown, endpoint: Endpoint.Endpoint): Bi
   }
 }
 
+/** The platform's error under an `effect/socket` error (its reason's `cause`), or the error itself. */
+export const socketCause = (error: { readonly reason: object }): unknown =>
+  "cause" in error.reason ? error.reason.cause : error
+
 /** Maps a failure to reach or talk to `endpoint` to its typed error. */
 export const fromConnectFailure = (
   cause: unknown,

@@ -50,19 +50,10 @@ export const explainUsageError = (message: string, argv: ReadonlyArray<string>):
 /** The version printed by `--version`. */
 export const VERSION = "0.1.0"
 
-const Port = Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 }))
-const ServerPort = Port
+const ServerPort = Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 }))
 const ClientPort = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65535 }))
 const Positive = Schema.Finite.check(Schema.isGreaterThan(0))
 const PositiveInt = Schema.Int.check(Schema.isGreaterThan(0))
-
-const port = (schema: typeof Port) =>
-  Flag.Int("port").pipe(
-    Flag.withDescription("port number; default 12000 (env CAPS_PORT)"),
-    Flag.withFallbackConfig(Config.Int(envVarOf("port"))),
-    Flag.withDefault(12000),
-    Flag.withSchema(schema),
-  )
 
 const serverHost = Flag.String("host").pipe(
   Flag.withDescription("interface to listen on; all interfaces, IPv6 and IPv4, if not given (env CAPS_HOST)"),
@@ -103,6 +94,8 @@ const secondsFlag = (name: string, description: string, fallback: number) =>
     Flag.withDefault(fallback),
     Flag.withSchema(Positive),
   )
+
+const port = (schema: typeof ServerPort) => intFlag("port", "port number", 12000, schema)
 
 const seconds = (value: number) => Duration.millis(Math.round(value * 1000))
 
@@ -182,20 +175,9 @@ const tcpLayer = (flags: ServerFlags & TcpFlags) =>
     drainTimeout: seconds(flags.drainTimeout),
   })
 
-const timeout = (seconds: number) =>
-  Flag.Finite("timeout").pipe(
-    Flag.withDescription(`seconds to wait for a reply; default ${seconds} (env CAPS_TIMEOUT)`),
-    Flag.withFallbackConfig(Config.Finite(envVarOf("timeout"))),
-    Flag.withDefault(seconds),
-    Flag.withSchema(Positive),
-  )
+const timeout = (fallback: number) => secondsFlag("timeout", "seconds to wait for a reply", fallback)
 
-const attempts = Flag.Int("attempts").pipe(
-  Flag.withDescription("how many times a sentence is sent before giving up (env CAPS_ATTEMPTS)"),
-  Flag.withFallbackConfig(Config.Int(envVarOf("attempts"))),
-  Flag.withDefault(3),
-  Flag.withSchema(PositiveInt),
-)
+const attempts = intFlag("attempts", "how many times a sentence is sent before giving up", 3)
 
 const message = Flag.String("message").pipe(
   Flag.withAlias("m"),

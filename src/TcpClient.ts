@@ -95,7 +95,7 @@ export const make = (options: TcpClientOptions = {}): Effect.Effect<TcpClient["S
           attemptMillis: Math.round(Duration.toMillis(connectTimeout)),
         })
       }
-      return CapsError.fromConnectFailure("cause" in reason ? reason.cause : error, server)
+      return CapsError.fromConnectFailure(CapsError.socketCause(error), server)
     }
 
     const open = Effect.gen(function* () {
@@ -130,9 +130,7 @@ export const make = (options: TcpClientOptions = {}): Effect.Effect<TcpClient["S
             Effect.catch((error) => {
               const reason = error.reason
               if (reason._tag === "SocketCloseError" && reason.code === 1000) return Effect.succeed(undefined)
-              return Effect.fail(
-                CapsError.fromConnectFailure("cause" in reason ? reason.cause : error, server, "receive"),
-              )
+              return Effect.fail(CapsError.fromConnectFailure(CapsError.socketCause(error), server, "receive"))
             }),
           )
           if (chunks === undefined) {
@@ -152,10 +150,7 @@ export const make = (options: TcpClientOptions = {}): Effect.Effect<TcpClient["S
 
     const exchange = (connection: OpenConnection, line: Uint8Array) =>
       connection.writer.write(line).pipe(
-        Effect.mapError((error) => {
-          const reason = error.reason
-          return CapsError.fromConnectFailure("cause" in reason ? reason.cause : error, server, "send")
-        }),
+        Effect.mapError((error) => CapsError.fromConnectFailure(CapsError.socketCause(error), server, "send")),
         Effect.andThen(readReply(connection)),
         Effect.timeoutOrElse({
           duration: replyTimeout,

@@ -40,7 +40,6 @@ export interface ConnectionOptions {
  * written (reading is paused then), as soon as they are.
  */
 export interface ConnectionControl {
-  draining: boolean
   /** Set by the connection while it runs. */
   drain?: (() => void) | undefined
 }
@@ -61,7 +60,7 @@ export const serve = (
   peer: Endpoint.Endpoint,
   transform: TransformShape,
   options: ConnectionOptions,
-  control: ConnectionControl = { draining: false },
+  control: ConnectionControl = {},
 ): Effect.Effect<Outcome> =>
   Effect.flatMap(Effect.context<never>(), (context) => {
     const runLog = Effect.runForkWith(context)
@@ -71,6 +70,7 @@ export const serve = (
       let malformed = 0
       let reported = false
       let writing = false
+      let draining = false
       let finished = false
 
       const report = () => {
@@ -126,21 +126,24 @@ export const serve = (
         report()
         if (reply === undefined) return
         write(reply)
-        if (control.draining && !writing) finish("drained")
+        if (draining && !writing) finish("drained")
       }
 
       const onDrain = () => {
         writing = false
-        if (control.draining) return finish("drained")
+        if (draining) return finish("drained")
         if (!finished) conn.resume()
       }
 
       const onEnd = () => {
         // The peer half-closed: answer what is left; our side is ended when the scope closes.
-        const rest = transform.framing === "stream" ? decoder.end() : undefined
-        const last = transform.framing === "line" ? framer.end() : undefined
-        if (rest !== undefined && rest.length > 0) write(transform.apply(rest))
-        if (last !== undefined) write(answerLine(last))
+        if (transform.framing === "stream") {
+          const rest = decoder.end()
+          if (rest.length > 0) write(transform.apply(rest))
+        } else {
+          const last = framer.end()
+          if (last !== undefined) write(answerLine(last))
+        }
         report()
         finish("eof")
       }
@@ -157,7 +160,7 @@ export const serve = (
       }
 
       control.drain = () => {
-        control.draining = true
+        draining = true
         // Bytes that reached the socket before the shutdown began are still answered: they are read in the
         // event loop's next poll phase, which a timer followed by an immediate is sure to include (on Node the
         // timer alone may run before it; on Deno an immediate alone does).

@@ -6,8 +6,8 @@
  * because caps needs what that adapter keeps inside: half-open connections (a
  * client may shut down writing and still read its reply), the peer address
  * for logs, and the server's accept errors (EMFILE), which a server must see
- * to report. Each connection still becomes a `Socket.Socket` through the
- * platform's `NodeSocket.fromDuplex`.
+ * to report. Each connection is served on its `node:net` socket directly
+ * (`TcpConnection`), which is the hot path.
  *
  * Guarantees: `make` returns only once the server listens, so no connection
  * is lost between binding and serving; connection fibers live in the scope of

@@ -72,10 +72,6 @@ export const DEFAULT_MAX_CONNECTIONS = 10_000
 export const DEFAULT_IDLE_TIMEOUT = Duration.seconds(60)
 export const DEFAULT_DRAIN_TIMEOUT = Duration.seconds(5)
 
-interface Tracked {
-  readonly control: TcpConnection.ConnectionControl
-}
-
 /** Binds, then serves in a fiber of the current scope; drains when the scope closes. */
 export const make = (
   options: TcpServerOptions = {},
@@ -95,13 +91,13 @@ export const make = (
     const connectionOptions = { maxLineBytes: options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES }
     const idleMillis = Duration.toMillis(Duration.fromInputUnsafe(options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT))
     const drainTimeout = Duration.fromInputUnsafe(options.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT)
-    const tracked = new Set<Tracked>()
+    const tracked = new Set<TcpConnection.ConnectionControl>()
     const counts = { connectionsTotal: 0, idleTimeouts: 0, malformedConnections: 0 }
 
     const handle = ({ peer, socket }: TcpListener.Connection) =>
       Effect.suspend(() => {
-        const entry: Tracked = { control: { draining: false } }
-        tracked.add(entry)
+        const control: TcpConnection.ConnectionControl = {}
+        tracked.add(control)
         counts.connectionsTotal++
         let timedOut = false
         // Node's socket timeout counts bytes in either direction, which is what idle means here.
@@ -109,7 +105,7 @@ export const make = (
           timedOut = true
           socket.destroy()
         })
-        return TcpConnection.serve(socket, peer, transform, connectionOptions, entry.control).pipe(
+        return TcpConnection.serve(socket, peer, transform, connectionOptions, control).pipe(
           Effect.tap(({ malformed }) =>
             Effect.suspend(() => {
               if (malformed > 0) counts.malformedConnections++
@@ -119,7 +115,7 @@ export const make = (
             })
           ),
           Effect.catchCause((cause) => Effect.logWarning(`connection from ${Endpoint.format(peer)} failed`, cause)),
-          Effect.ensuring(Effect.sync(() => tracked.delete(entry))),
+          Effect.ensuring(Effect.sync(() => tracked.delete(control))),
           Effect.asVoid,
         )
       })
@@ -129,7 +125,7 @@ export const make = (
       const started = Date.now()
       yield* listener.stopAccepting
       const atStart = tracked.size
-      for (const { control } of tracked) control.drain?.()
+      for (const control of tracked) control.drain?.()
       // Wait for the connections, and then for their sockets, which linger until the peers close theirs:
       // exiting earlier would reset them and lose replies the peers have not read yet.
       yield* Effect.gen(function* () {

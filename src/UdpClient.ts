@@ -73,7 +73,7 @@ const ioError = (
     (reason._tag === "DatagramSocketReadError" || reason._tag === "DatagramSocketWriteError") &&
     reason.kind === "ConnectionRefused"
   ) return new CapsError.ConnectionRefused({ endpoint: server })
-  return CapsError.fromConnectFailure("cause" in reason ? reason.cause : error, server, operation)
+  return CapsError.fromConnectFailure(CapsError.socketCause(error), server, operation)
 }
 
 const narrow = (error: CapsError.ConnectError): UdpClientError =>
