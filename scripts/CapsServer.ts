@@ -1,7 +1,10 @@
 // A caps server as a child process, for the scripts that measure it from the
 // outside (soak, measure-faults): started on the same runtime as the script,
-// on 127.0.0.1 with free ports, ready once it has printed its ready lines.
+// on 127.0.0.1 with free ports, ready once it has printed its ready lines;
+// its memory and descriptors read from /proc, and a TCP exchange with it.
 import { spawn } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Path from "node:path"
 import process from "node:process"
 import { fileURLToPath } from "node:url"
@@ -67,3 +70,38 @@ export const startCaps = (command: "tcp-server" | "serve", extra: ReadonlyArray<
     void exited.then(() => reject(new Error(`server exited before it was ready:\n${stdout}${stderr}`)))
   })
 }
+
+/** A process's memory in MiB: resident now (VmRSS) and at its peak (VmHWM). */
+export const memoryMiB = (pid: number): { readonly rss: number; readonly hwm: number } => {
+  const status = Fs.readFileSync(`/proc/${pid}/status`, "utf8")
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN) / 1024
+  return { rss: field("VmRSS"), hwm: field("VmHWM") }
+}
+
+/** A process's open file descriptors. */
+export const openFds = (pid: number): number => Fs.readdirSync(`/proc/${pid}/fd`).length
+
+/** Sends on a socket (connected or connecting), half-closes, reads to the end; resolves with the reply. */
+export const exchangeOn = (socket: Net.Socket, payload: string | Uint8Array, timeoutMs = 10_000): Promise<Buffer> =>
+  new Promise((resolve, reject) => {
+    const chunks: Array<Buffer> = []
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error(`no reply within ${timeoutMs} ms`))
+    }, timeoutMs)
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk))
+    socket.on("end", () => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(Buffer.concat(chunks))
+    })
+    socket.on("error", (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+    socket.end(payload)
+  })
+
+/** Connects, sends, half-closes, reads to the end; resolves with the reply. */
+export const exchange = (port: number, payload: string | Uint8Array, timeoutMs = 10_000): Promise<Buffer> =>
+  exchangeOn(Net.connect({ host: HOST, port, allowHalfOpen: true, noDelay: true }), payload, timeoutMs)

@@ -16,7 +16,7 @@ import { spawn, spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import process from "node:process"
-import { HOST, isDeno, startCaps } from "./CapsServer.ts"
+import { exchange, HOST, isDeno, memoryMiB, openFds, startCaps } from "./CapsServer.ts"
 
 const MiB = 1024 * 1024
 
@@ -38,14 +38,6 @@ const stats = (values: ReadonlyArray<number>) => {
 }
 
 // --- a server child -------------------------------------------------------------------------------------
-
-const memory = (pid: number) => {
-  const status = Fs.readFileSync(`/proc/${pid}/status`, "utf8")
-  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN) / 1024
-  return { rss: field("VmRSS"), hwm: field("VmHWM") }
-}
-
-const openFds = (pid: number): number => Fs.readdirSync(`/proc/${pid}/fd`).length
 
 /** Connections the kernel dropped since boot because a listening socket's accept queue was full. */
 const listenOverflows = (): number => {
@@ -75,28 +67,6 @@ const connect = (port: number): Promise<Net.Socket> =>
     const socket = Net.connect({ host: HOST, port, allowHalfOpen: true, noDelay: true })
     socket.once("connect", () => resolve(socket))
     socket.once("error", reject)
-  })
-
-/** Connects, sends, half-closes, reads to the end; resolves with the reply. */
-const exchange = (port: number, payload: string | Uint8Array, timeoutMs = 10_000): Promise<Buffer> =>
-  new Promise((resolve, reject) => {
-    const chunks: Array<Buffer> = []
-    const socket = Net.connect({ host: HOST, port, allowHalfOpen: true, noDelay: true })
-    const timer = setTimeout(() => {
-      socket.destroy()
-      reject(new Error(`no reply within ${timeoutMs} ms`))
-    }, timeoutMs)
-    socket.on("connect", () => socket.end(payload))
-    socket.on("data", (chunk: Buffer) => chunks.push(chunk))
-    socket.on("end", () => {
-      clearTimeout(timer)
-      socket.destroy()
-      resolve(Buffer.concat(chunks))
-    })
-    socket.on("error", (error) => {
-      clearTimeout(timer)
-      reject(error)
-    })
   })
 
 // --- 1. memory under a slow reader ----------------------------------------------------------------------
@@ -129,21 +99,21 @@ const slowReaderMemory = async () => {
     const warm = await exchange(server.tcpPort!, Buffer.alloc(8 * MiB, 0x61))
     if (warm.length !== 8 * MiB) throw new Error("warm-up reply incomplete")
     await sleep(500)
-    const before = memory(server.pid)
+    const before = memoryMiB(server.pid)
     const flood = spawn("python3", ["-c", FLOOD, String(server.tcpPort!)], { stdio: ["ignore", "pipe", "inherit"] })
     let out = ""
     flood.stdout.setEncoding("utf8").on("data", (text: string) => out += text)
     let peak = before.rss
     const deadline = Date.now() + 10_000
     while (!out.includes("stalled") && Date.now() < deadline) {
-      peak = Math.max(peak, memory(server.pid).rss)
+      peak = Math.max(peak, memoryMiB(server.pid).rss)
       await sleep(50)
     }
     for (let i = 0; i < 10; i++) {
-      peak = Math.max(peak, memory(server.pid).rss)
+      peak = Math.max(peak, memoryMiB(server.pid).rss)
       await sleep(50)
     }
-    const after = memory(server.pid)
+    const after = memoryMiB(server.pid)
     flood.kill("SIGKILL")
     const sent = Number(/stalled (\d+)/.exec(out)?.[1] ?? NaN)
     const reply = await exchange(server.tcpPort!, "still alive")

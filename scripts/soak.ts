@@ -23,7 +23,7 @@ import * as Dgram from "node:dgram"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import process from "node:process"
-import { HOST, isDeno, startCaps } from "./CapsServer.ts"
+import { exchangeOn, HOST, isDeno, memoryMiB, openFds, startCaps } from "./CapsServer.ts"
 import { parseArgs } from "node:util"
 
 const { values: flags } = parseArgs({
@@ -46,13 +46,6 @@ const encoder = new TextEncoder()
 const upper = (bytes: Uint8Array): string => new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes).toUpperCase()
 
 // --- the server ---------------------------------------------------------------------------------------
-
-const rssMiB = (pid: number): number => {
-  const status = Fs.readFileSync(`/proc/${pid}/status`, "utf8")
-  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN) / 1024
-}
-
-const openFds = (pid: number): number => Fs.readdirSync(`/proc/${pid}/fd`).length
 
 const TCP_STATES: Record<string, string> = {
   "01": "established",
@@ -153,29 +146,6 @@ const readExactly = (socket: Net.Socket, bytes: number, timeoutMs = 5000): Promi
     socket.resume()
   })
 
-/** One connection: writes, half-closes, and reads until the server closes. */
-const exchange = (port: number, payload: Uint8Array, timeoutMs = 5000): Promise<Buffer> =>
-  connect(port).then((socket) =>
-    new Promise<Buffer>((resolve, reject) => {
-      const chunks: Array<Buffer> = []
-      const timer = setTimeout(() => {
-        socket.destroy()
-        reject(new Error(`no end of reply within ${timeoutMs} ms`))
-      }, timeoutMs)
-      socket.on("data", (chunk: Buffer) => chunks.push(chunk))
-      socket.on("end", () => {
-        clearTimeout(timer)
-        socket.destroy()
-        resolve(Buffer.concat(chunks))
-      })
-      socket.on("error", (error) => {
-        clearTimeout(timer)
-        reject(error)
-      })
-      socket.end(payload)
-    })
-  )
-
 const loop = async (kind: Kind, body: () => Promise<void>, pauseMs = 0) => {
   while (running) {
     try {
@@ -274,13 +244,13 @@ const invalidUtf8 = (port: number) =>
   loop("invalid-utf8", async () => {
     const parts = Array.from({ length: 8 }, (_, i) => INVALID[(i * 7 + counters["invalid-utf8"].done) % INVALID.length])
     const payload = Uint8Array.from(parts.flat())
-    const reply = await exchange(port, payload)
+    const reply = await connect(port).then((socket) => exchangeOn(socket, payload, 5000))
     if (reply.toString() !== upper(payload)) throw new Error(`wrong reply to invalid UTF-8 ${JSON.stringify(reply)}`)
   })
 
 const churn = (port: number) =>
   loop("churn", async () => {
-    const reply = await exchange(port, encoder.encode("churn, churn"))
+    const reply = await connect(port).then((socket) => exchangeOn(socket, encoder.encode("churn, churn"), 5000))
     if (reply.toString() !== "CHURN, CHURN") throw new Error(`wrong churn reply ${JSON.stringify(reply.toString())}`)
   })
 
@@ -317,7 +287,7 @@ const main = async () => {
   const server = await startCaps("serve")
   await sleep(1000)
   const fdsAtStart = openFds(server.pid)
-  const rssAtStart = rssMiB(server.pid)
+  const rssAtStart = memoryMiB(server.pid).rss
   console.log(
     `soak: caps serve (pid ${server.pid}, ${isDeno ? "Deno" : "Node"}) on ${HOST}, TCP ${server.tcpPort!}, ` +
       `UDP ${server.udpPort!}, for ${DURATION_MS / 1000} s; at start RSS ${rssAtStart.toFixed(1)} MiB, ` +
@@ -339,7 +309,7 @@ const main = async () => {
   while (Date.now() - started < DURATION_MS && server.alive()) {
     await sleep(Math.min(INTERVAL_MS, DURATION_MS - (Date.now() - started)))
     if (!server.alive()) break
-    const sample = { seconds: (Date.now() - started) / 1000, rss: rssMiB(server.pid), fds: openFds(server.pid) }
+    const sample = { seconds: (Date.now() - started) / 1000, rss: memoryMiB(server.pid).rss, fds: openFds(server.pid) }
     samples.push(sample)
     const rates = kinds.map((kind) => {
       const { done, failed } = counters[kind]
@@ -360,7 +330,7 @@ const main = async () => {
   await Promise.race([Promise.all(traffic), sleep(10_000)])
   await sleep(3000)
   const died = !server.alive()
-  const rssAtEnd = died ? NaN : rssMiB(server.pid)
+  const rssAtEnd = died ? NaN : memoryMiB(server.pid).rss
   const fdsAtEnd = died ? NaN : openFds(server.pid)
   const connectionsAtEnd = died ? {} : serverConnections(server.tcpPort!)
   const stopAt = Date.now()
