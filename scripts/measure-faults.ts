@@ -262,6 +262,9 @@ const pipeliner = async (port: number, id: number, window: number): Promise<Pipe
   })
   socket.on("end", () => {
     if (state.ended === "open") state.ended = "end"
+    // Close our side too, as every real client does at EOF: the server lingers until its peers close
+    // (up to the drain deadline), so a client that kept its half open would hold the shutdown that long.
+    socket.end()
   })
   socket.on("error", (error: NodeJS.ErrnoException) => {
     if (state.ended === "open") state.ended = error.code ?? "error"
@@ -282,7 +285,7 @@ const shutdownUnderLoad = async () => {
   console.log(
     "   method: a fresh tcp-server child (drain deadline 5 s, the default); 50 connections each keep 16\n" +
       "   request lines in flight for 2 s, checking every reply; at SIGTERM they stop sending and count what is\n" +
-      "   in flight; then they read until the server closes. Timed from SIGTERM to the server's exit.",
+      "   in flight; then they read until the server closes, and close too. Timed from SIGTERM to the server's exit.",
   )
   const server = await startCaps("tcp-server")
   try {
