@@ -24,6 +24,10 @@ export interface CapsServer {
   readonly alive: () => boolean
   /** Kills it (SIGKILL) and waits for it to be gone. */
   readonly stop: () => Promise<void>
+  /** Sends SIGTERM and waits up to `graceMs` for the exit, then kills it; the exit, or `undefined` if killed. */
+  readonly terminate: (
+    graceMs: number,
+  ) => Promise<{ readonly code: number | null; readonly signal: string | null } | undefined>
 }
 
 const portOf = (text: string, transport: "udp" | "tcp") =>
@@ -49,6 +53,12 @@ export const startCaps = (command: "tcp-server" | "serve", extra: ReadonlyArray<
     if (running) process.kill(pid, "SIGKILL")
     await exited
   }
+  const terminate = async (graceMs: number) => {
+    if (running) process.kill(pid, "SIGTERM")
+    const exit = await Promise.race([exited, sleep(graceMs).then(() => undefined)])
+    if (exit === undefined) await stop()
+    return exit
+  }
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server not ready within 20 s:\n${stdout}${stderr}`)), 20_000)
     child.stdout.setEncoding("utf8").on("data", (text: string) => {
@@ -65,10 +75,39 @@ export const startCaps = (command: "tcp-server" | "serve", extra: ReadonlyArray<
         exited,
         alive: () => running,
         stop,
+        terminate,
       })
     })
     void exited.then(() => reject(new Error(`server exited before it was ready:\n${stdout}${stderr}`)))
   })
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+const TCP_STATES: Record<string, string> = {
+  "01": "established",
+  "06": "time-wait",
+  "07": "close",
+  "08": "close-wait",
+  "09": "last-ack",
+  "04": "fin-wait-1",
+  "05": "fin-wait-2",
+  "0B": "closing",
+}
+
+/** The TCP sockets on `port` (not the listening one), by state, from /proc/net/tcp{,6}. */
+export const serverConnections = (port: number): Record<string, number> => {
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, "0")}`
+  const counts: Record<string, number> = {}
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of Fs.readFileSync(table, "utf8").split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/)
+      if (fields.length < 4 || !fields[1].endsWith(hexPort) || fields[3] === "0A") continue
+      const state = TCP_STATES[fields[3]] ?? fields[3]
+      counts[state] = (counts[state] ?? 0) + 1
+    }
+  }
+  return counts
 }
 
 /** A process's memory in MiB: resident now (VmRSS) and at its peak (VmHWM). */

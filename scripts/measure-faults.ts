@@ -16,11 +16,9 @@ import { spawn, spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import process from "node:process"
-import { exchange, HOST, isDeno, memoryMiB, openFds, startCaps } from "./CapsServer.ts"
+import { exchange, HOST, isDeno, memoryMiB, openFds, serverConnections, sleep, startCaps } from "./CapsServer.ts"
 
 const MiB = 1024 * 1024
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 const waitFor = async (ready: () => boolean, timeoutMs: number): Promise<boolean> => {
   const deadline = Date.now() + timeoutMs
@@ -47,18 +45,9 @@ const listenOverflows = (): number => {
   return Number(values[names.indexOf("ListenOverflows")] ?? NaN)
 }
 
-/** The server's TCP sockets on `port` other than the listening one. */
-const serverSockets = (port: number): number => {
-  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, "0")}`
-  let n = 0
-  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    for (const line of Fs.readFileSync(table, "utf8").split("\n").slice(1)) {
-      const fields = line.trim().split(/\s+/)
-      if (fields.length > 3 && fields[1].endsWith(hexPort) && fields[3] !== "0A" && fields[3] !== "06") n++
-    }
-  }
-  return n
-}
+/** The server's TCP sockets on `port` other than the listening one and those in TIME-WAIT. */
+const serverSockets = (port: number): number =>
+  Object.entries(serverConnections(port)).reduce((n, [state, count]) => state === "time-wait" ? n : n + count, 0)
 
 // --- clients --------------------------------------------------------------------------------------------
 
@@ -294,8 +283,7 @@ const shutdownUnderLoad = async () => {
     const answeredBefore = clients.reduce((n, c) => n + c.answered, 0)
     for (const client of clients) client.stop()
     const signalled = performance.now()
-    process.kill(server.pid, "SIGTERM")
-    const exit = await Promise.race([server.exited, sleep(15_000).then(() => undefined)])
+    const exit = await server.terminate(15_000)
     const millis = performance.now() - signalled
     await waitFor(() => clients.every((c) => c.ended !== "open"), 3000)
     const inFlight = clients.reduce((n, c) => n + c.inFlightAtSignal, 0)
@@ -311,7 +299,6 @@ const shutdownUnderLoad = async () => {
         `${millis.toFixed(0)} ms after SIGTERM; connections ended: ${JSON.stringify(endings)}\n` +
         `   server: ${summary.replace(/^\S+ \S+ \(#\d+\): /, "")}`,
     )
-    for (const client of clients) client.stop()
   } finally {
     await server.stop()
   }

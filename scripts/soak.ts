@@ -20,10 +20,9 @@
 // with Deno (`deno run -A scripts/soak.ts`) to soak the server on Deno.
 
 import * as Dgram from "node:dgram"
-import * as Fs from "node:fs"
 import * as Net from "node:net"
 import process from "node:process"
-import { exchangeOn, HOST, isDeno, memoryMiB, openFds, startCaps } from "./CapsServer.ts"
+import { exchangeOn, HOST, isDeno, memoryMiB, openFds, serverConnections, sleep, startCaps } from "./CapsServer.ts"
 import { parseArgs } from "node:util"
 
 const { values: flags } = parseArgs({
@@ -41,37 +40,10 @@ if (!(DURATION_MS > 0) || !(INTERVAL_MS > 0)) {
 const MEMORY_BOUND_MIB = 32
 const FD_SLACK = 2
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 const encoder = new TextEncoder()
 const upper = (bytes: Uint8Array): string => new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes).toUpperCase()
 
 // --- the server ---------------------------------------------------------------------------------------
-
-const TCP_STATES: Record<string, string> = {
-  "01": "established",
-  "06": "time-wait",
-  "07": "close",
-  "08": "close-wait",
-  "09": "last-ack",
-  "04": "fin-wait-1",
-  "05": "fin-wait-2",
-  "0B": "closing",
-}
-
-/** The server's TCP sockets on its port (not the listening one), by state. */
-const serverConnections = (port: number): Record<string, number> => {
-  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, "0")}`
-  const counts: Record<string, number> = {}
-  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    for (const line of Fs.readFileSync(table, "utf8").split("\n").slice(1)) {
-      const fields = line.trim().split(/\s+/)
-      if (fields.length < 4 || !fields[1].endsWith(hexPort) || fields[3] === "0A") continue
-      const state = TCP_STATES[fields[3]] ?? fields[3]
-      counts[state] = (counts[state] ?? 0) + 1
-    }
-  }
-  return counts
-}
 
 // --- traffic --------------------------------------------------------------------------------------------
 
@@ -334,9 +306,7 @@ const main = async () => {
   const fdsAtEnd = died ? NaN : openFds(server.pid)
   const connectionsAtEnd = died ? {} : serverConnections(server.tcpPort!)
   const stopAt = Date.now()
-  if (!died) process.kill(server.pid, "SIGTERM")
-  const exit = await Promise.race([server.exited, sleep(10_000).then(() => undefined)])
-  if (exit === undefined) process.kill(server.pid, "SIGKILL")
+  const exit = died ? await server.exited : await server.terminate(10_000)
 
   const judgeMemory = samples.length >= 4
   const secondHalf = samples.slice(Math.floor(samples.length / 2))
