@@ -87,6 +87,17 @@ int main(int argc, char **argv) {
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
   hints.ai_socktype = tcp ? SOCK_STREAM : SOCK_DGRAM;
   if (getaddrinfo(host, port, &hints, &res) != 0) fail("bad --host/--port");
+  int loopback = 0;
+  if (res->ai_family == AF_INET) {
+    loopback = (ntohl(((struct sockaddr_in *)res->ai_addr)->sin_addr.s_addr) >> 24) == 127;
+  } else if (res->ai_family == AF_INET6) {
+    const struct in6_addr *a6 = &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr;
+    loopback = IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+  }
+  if (!loopback) {
+    fprintf(stderr, "fastserver: refusing a non-loopback address: the benchmark stays on this machine\n");
+    return 2;
+  }
   int lfd = socket(res->ai_family, res->ai_socktype | (tcp ? SOCK_NONBLOCK : 0) | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);

@@ -104,10 +104,10 @@ const HELP = `usage: node bench/run.ts [options]     (npm run bench -- [options]
   --duration S       measured seconds per run (default 5; smoke 1)
   --warmup S         unmeasured load before each measurement (default 1; smoke 0.25)
   --rounds N         baseline/caps pairs per workload and runtime (default 3; smoke and calibrate 1)
-  --payload BYTES    request size without the TCP newline, >= 16 (default 64)
+  --payload BYTES    request size without the TCP newline, 16..65507 (default 64)
   --runtime R        node | deno | both (default both)
   --workloads LIST   comma-separated subset of ${WORKLOADS.map((w) => w.name).join(", ")}
-  --smoke            1 s, 1 round: proves the pipeline, exits non-zero on any failure
+  --smoke            1 s, 1 round: proves the pipeline (every mode exits 1 on any failure)
                      (writes to bench/.build/smoke.{json,svg} unless --json/--svg are given)
   --calibrate        loadgen against bench/fastserver.c (C, epoll) and the Node baseline, to show the
                      generator is not the bottleneck (writes bench/.build/calibration.json)
