@@ -5,13 +5,14 @@
 // sequence replaced by U+FFFD: `TextDecoder` is the oracle, with `ignoreBOM`
 // because caps, like the textbook's `bytes.decode()`, keeps a leading BOM.
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import fc from "fast-check"
 import * as Net from "node:net"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as Transform from "../src/Transform.ts"
 import * as UdpServer from "../src/UdpServer.ts"
 import { sleep, tcpExchange, udpExchange } from "./support/Sockets.ts"
+import { tcpServer, udpServer } from "./support/Servers.ts"
 
 const decodeAll = (bytes: Uint8Array): string => new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes)
 /** What a streaming decoder has given out before the end of the stream: a trailing partial character waits. */
@@ -128,9 +129,6 @@ const converse = (
 // Shrinking a failure stops after 15 s, so that a failing property reports before the test's timeout.
 const bounded = { interruptAfterTimeLimit: 15_000, markInterruptAsFailure: true }
 
-const tcpServer = (transform: Transform.TransformShape) =>
-  TcpServer.layer({ host: "127.0.0.1", port: 0 }).pipe(Layer.provide(Transform.layer(transform)))
-
 const countIn = (text: string, letter: string): number => text.split(letter).length - 1
 
 describe("fuzzing the TCP server", () => {
@@ -163,7 +161,7 @@ describe("fuzzing the TCP server", () => {
         assert.strictEqual(server.stats().connectionsTotal, 150)
         const reply = yield* Effect.promise(() => tcpExchange(port, ["still alive"], { halfClose: true }))
         assert.strictEqual(reply.data.toString(), "STILL ALIVE")
-      }).pipe(Effect.provide(tcpServer(Transform.upper))),
+      }).pipe(Effect.provide(tcpServer())),
     30_000,
   )
 
@@ -206,7 +204,7 @@ describe("fuzzing the TCP server", () => {
         )
         const reply = yield* Effect.promise(() => tcpExchange(port, ["sass\n"], { halfClose: true }))
         assert.strictEqual(reply.data.toString(), "3\n")
-      }).pipe(Effect.provide(tcpServer(Transform.count("s")))),
+      }).pipe(Effect.provide(tcpServer({}, Transform.count("s")))),
     30_000,
   )
 })
@@ -234,7 +232,7 @@ describe("fuzzing the UDP server", () => {
         assert.strictEqual((yield* Effect.promise(() => udpExchange(port, "still alive"))).toString(), "STILL ALIVE")
       }).pipe(
         Effect.provide(
-          UdpServer.layer({ host: "127.0.0.1", port: 0 }).pipe(Layer.provide(Transform.layer(Transform.upper))),
+          udpServer(),
         ),
       ),
     30_000,

@@ -1,13 +1,11 @@
 // Descriptor and fiber hygiene of the TCP server: 10,000 connect/disconnect
 // cycles, clients that reset mid-request, clients that half-close, and client
 // processes killed mid-write all leave no descriptor behind (this process's
-// /proc/self/fd count never ends above where it started), bring
+// TCP and UDP sockets never end above where they started), bring
 // `stats().connectionsOpen` back to 0, and leave the server answering.
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import type * as Scope from "effect/Scope"
 import * as TcpServer from "../src/TcpServer.ts"
-import * as Transform from "../src/Transform.ts"
 import { skipWithoutPython } from "./support/Process.ts"
 import {
   openSockets,
@@ -18,14 +16,9 @@ import {
   tcpExchange,
   waitUntil,
 } from "./support/Sockets.ts"
+import { withTcpServer } from "./support/Servers.ts"
 
 const noPython = skipWithoutPython("the killed-client test of Hygiene.test.ts")
-
-const withServer = <A, E>(test: (server: TcpServer.TcpServer["Service"]) => Effect.Effect<A, E, Scope.Scope>) =>
-  TcpServer.TcpServer.use(test).pipe(
-    Effect.provide(TcpServer.layer({ host: "127.0.0.1", port: 0 })),
-    Effect.provide(Transform.layer(Transform.upper)),
-  )
 
 /** Waits until the server holds no connection, then checks that no descriptor was left behind. */
 const settled = (server: TcpServer.TcpServer["Service"], socketsBefore: number) =>
@@ -83,7 +76,7 @@ describe("TcpServer descriptor and fiber hygiene", () => {
   it.live(
     "10,000 connect/disconnect cycles, 250 at a time, leave no descriptor and no connection behind",
     () =>
-      withServer((server) =>
+      withTcpServer((server) =>
         Effect.gen(function* () {
           const port = server.address.port
           const batch = (size: number) =>
@@ -112,7 +105,7 @@ describe("TcpServer descriptor and fiber hygiene", () => {
   )
 
   it.live("200 clients that reset mid-request leave no descriptor and no connection behind", () =>
-    withServer((server) =>
+    withTcpServer((server) =>
       Effect.gen(function* () {
         const port = server.address.port
         yield* warmUp(server)
@@ -129,7 +122,7 @@ describe("TcpServer descriptor and fiber hygiene", () => {
     ))
 
   it.live("200 clients that send then half-close each get their full reply, then EOF, and leave nothing behind", () =>
-    withServer((server) =>
+    withTcpServer((server) =>
       Effect.gen(function* () {
         const port = server.address.port
         yield* warmUp(server)
@@ -150,7 +143,7 @@ describe("TcpServer descriptor and fiber hygiene", () => {
   it.live.skipIf(noPython)(
     "client processes killed with SIGKILL mid-write leave no descriptor and no connection behind",
     () =>
-      withServer((server) =>
+      withTcpServer((server) =>
         Effect.gen(function* () {
           const port = server.address.port
           yield* warmUp(server)

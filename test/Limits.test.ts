@@ -9,13 +9,13 @@
 // once the clients close.
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import type * as Scope from "effect/Scope"
 import * as Net from "node:net"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as Transform from "../src/Transform.ts"
 import { CAPS_READY, capsCommand, isDeno, skipWithoutPython, start, startCaps } from "./support/Process.ts"
 import {
   closedByPeer,
+  connection,
   cpuTicksOf,
   memoryOf,
   openFdsOf,
@@ -28,21 +28,9 @@ import {
   waitUntil,
 } from "./support/Sockets.ts"
 import { logCapture } from "./support/Logs.ts"
+import { tcpServer, withTcpServer } from "./support/Servers.ts"
 
 const noPython = skipWithoutPython("the slow-reader memory test of Limits.test.ts")
-
-const withServer = <A, E>(
-  options: TcpServer.TcpServerOptions,
-  test: (server: TcpServer.TcpServer["Service"]) => Effect.Effect<A, E, Scope.Scope>,
-) =>
-  TcpServer.TcpServer.use(test).pipe(
-    Effect.provide(TcpServer.layer({ host: "127.0.0.1", port: 0, ...options })),
-    Effect.provide(Transform.layer(Transform.upper)),
-  )
-
-/** A client connection, destroyed when the test's scope closes. */
-const connection = (port: number) =>
-  Effect.acquireRelease(Effect.promise(() => tcpConnect(port)), (socket) => Effect.sync(() => socket.destroy()))
 
 /** One request on a connection of its own, half-closed: the reply, or a failure if it does not come. */
 const alive = (port: number) =>
@@ -81,7 +69,7 @@ time.sleep(30)
 describe("TcpServer connection limit", () => {
   it.live("past maxConnections new connections are closed at once, counted, logged once; a freed slot serves again", () => {
     const logs = logCapture()
-    return withServer({ maxConnections: 3 }, (server) =>
+    return withTcpServer((server) =>
       Effect.gen(function* () {
         const port = server.address.port
         const held = [yield* connection(port), yield* connection(port), yield* connection(port)]
@@ -112,13 +100,13 @@ describe("TcpServer connection limit", () => {
         yield* Effect.promise(() => waitUntil(() => server.stats().connectionsOpen === 2, 2000, "a slot freed"))
         yield* alive(port)
         assert.strictEqual(server.stats().connectionsRejected, 10)
-      })).pipe(Effect.provide(logs.layer))
+      }), { maxConnections: 3 }).pipe(Effect.provide(logs.layer))
   })
 })
 
 describe("TcpServer idle timeout", () => {
   it.live("a connection with no bytes for idleTimeout is closed and counted; an active one stays open", () =>
-    withServer({ idleTimeout: "300 millis" }, (server) =>
+    withTcpServer((server) =>
       Effect.gen(function* () {
         const port = server.address.port
         const idle = yield* connection(port)
@@ -136,10 +124,10 @@ describe("TcpServer idle timeout", () => {
         assert.strictEqual(yield* ask(active, "after"), "AFTER", "the active connection is still served")
         assert.strictEqual(server.stats().idleTimeouts, 1)
         yield* alive(port)
-      })))
+      }), { idleTimeout: "300 millis" }))
 
   it.live("a client that stopped reading, so no reply bytes move either, is closed at the idle timeout", () =>
-    withServer({ idleTimeout: "300 millis" }, (server) =>
+    withTcpServer((server) =>
       Effect.gen(function* () {
         const stuck = yield* connection(server.address.port)
         stuck.on("error", () => {})
@@ -150,7 +138,7 @@ describe("TcpServer idle timeout", () => {
           waitUntil(() => server.stats().connectionsOpen === 0, 1000, "the connection closed")
         )
         yield* alive(server.address.port)
-      })))
+      }), { idleTimeout: "300 millis" }))
 })
 
 describe("TcpServer line length bound (count:, default maxLineBytes of 64 KiB)", () => {
@@ -177,10 +165,7 @@ describe("TcpServer line length bound (count:, default maxLineBytes of 64 KiB)",
         const after = yield* Effect.promise(() => tcpExchange(port, ["sis\n"], { halfClose: true }))
         assert.strictEqual(after.data.toString(), "2\n")
       })
-    ).pipe(
-      Effect.provide(TcpServer.layer({ host: "127.0.0.1", port: 0 })),
-      Effect.provide(Transform.layer(Transform.count("s"))),
-    ))
+    ).pipe(Effect.provide(tcpServer({}, Transform.count("s")))))
 })
 
 describe("caps tcp-server memory against a slow reader (child processes)", () => {

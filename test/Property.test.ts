@@ -6,16 +6,13 @@ import { Effect, Layer } from "effect"
 import * as fc from "fast-check"
 import * as TcpClient from "../src/TcpClient.ts"
 import * as TcpServer from "../src/TcpServer.ts"
-import * as Transform from "../src/Transform.ts"
 import * as UdpClient from "../src/UdpClient.ts"
 import * as UdpServer from "../src/UdpServer.ts"
 import { expectedUpper } from "./support/Oracle.ts"
 import { tcpExchange } from "./support/Sockets.ts"
+import { tcpServer, udpServer } from "./support/Servers.ts"
 
-const servers = Layer.mergeAll(
-  UdpServer.layer({ host: "127.0.0.1", port: 0 }),
-  TcpServer.layer({ host: "127.0.0.1", port: 0 }),
-).pipe(Layer.provide(Transform.layer(Transform.upper)))
+const servers = Layer.mergeAll(udpServer(), tcpServer())
 
 // Full Unicode, including astral characters and unassigned code points; no newline (TCP's line end).
 const sentences = fc.sample(

@@ -9,7 +9,7 @@ import type * as Net from "node:net"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as Transform from "../src/Transform.ts"
 import { lines, startCaps } from "./support/Process.ts"
-import { closedByPeer, readAtLeast, sleep, tcpConnect, tcpExchange, waitUntil } from "./support/Sockets.ts"
+import { closedByPeer, connection, readAtLeast, refused, sleep, tcpExchange, waitUntil } from "./support/Sockets.ts"
 import { logCapture } from "./support/Logs.ts"
 
 const MiB = 1024 * 1024
@@ -26,14 +26,6 @@ const scopedServer = (transform: Transform.TransformShape, options: TcpServer.Tc
     )
     return { server, close: Scope.close(scope, Exit.void) }
   })
-
-/** A client connection, destroyed when the test's scope closes. */
-const connection = (port: number) =>
-  Effect.acquireRelease(Effect.promise(() => tcpConnect(port)), (socket) => Effect.sync(() => socket.destroy()))
-
-/** Whether a new connection to the port is refused. */
-const refused = (port: number): Promise<boolean> =>
-  tcpConnect(port).then((socket) => (socket.destroy(), false), () => true)
 
 /**
  * Everything a socket receives from now on, and how it ended: "end" (FIN), an error code, or "open".

@@ -2,12 +2,12 @@
 // stall or dribble: replies are framed (never one read), connections are
 // reused and transparently reopened, and every failure is a typed error.
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import * as Net from "node:net"
 import * as TcpClient from "../src/TcpClient.ts"
 import * as TcpServer from "../src/TcpServer.ts"
-import * as Transform from "../src/Transform.ts"
 import { openSockets, socketsBackTo, unusedPort } from "./support/Sockets.ts"
+import { tcpServer } from "./support/Servers.ts"
 
 /** A raw TCP server on 127.0.0.1 whose connections are handled by `onConnection`; closed with the scope. */
 const rawServer = (onConnection: (socket: Net.Socket, index: number) => void) =>
@@ -65,7 +65,7 @@ describe("TcpClient", () => {
     }).pipe(
       Effect.scoped,
       Effect.provide(
-        TcpServer.layer({ host: "127.0.0.1", port: 0 }).pipe(Layer.provide(Transform.layer(Transform.upper))),
+        tcpServer(),
       ),
     ))
 

@@ -2,13 +2,13 @@
 // delay or refuse: every failure is a typed error, lost datagrams are resent,
 // and a late reply is never taken for the answer to a later sentence.
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
-import * as Transform from "../src/Transform.ts"
+import { Effect } from "effect"
 import * as UdpClient from "../src/UdpClient.ts"
 import * as UdpServer from "../src/UdpServer.ts"
+import { isDeno } from "./support/Process.ts"
 import { openSockets, socketsBackTo, udpPeer, unusedPort } from "./support/Sockets.ts"
+import { udpServer } from "./support/Servers.ts"
 
-const isDeno = "Deno" in globalThis
 if (isDeno) {
   console.warn("Deno: ICMP port unreachable is not reported to UDP sockets; checking the Timeout fallback instead")
 }
@@ -28,7 +28,7 @@ describe("UdpClient", () => {
       assert.strictEqual(yield* udp.request(""), "")
     }).pipe(
       Effect.provide(
-        UdpServer.layer({ host: "127.0.0.1", port: 0 }).pipe(Layer.provide(Transform.layer(Transform.upper))),
+        udpServer(),
       ),
     ))
 

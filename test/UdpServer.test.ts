@@ -2,28 +2,18 @@
 // never loses the first datagram, replaces invalid UTF-8, refuses oversized
 // datagrams without dying, and frees its port when its scope closes.
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Scope } from "effect"
+import { Effect, Exit, Scope } from "effect"
 import * as Transform from "../src/Transform.ts"
 import * as UdpServer from "../src/UdpServer.ts"
+import { withUdpServer } from "./support/Servers.ts"
 import { openSockets, socketsBackTo, udpExchange } from "./support/Sockets.ts"
-
-const withServer = <A, E>(
-  test: (server: UdpServer.UdpServer["Service"]) => Effect.Effect<A, E>,
-  options: UdpServer.UdpServerOptions = {},
-  transform: Transform.TransformShape = Transform.upper,
-) =>
-  UdpServer.UdpServer.use(test).pipe(
-    Effect.provide(
-      UdpServer.layer({ host: "127.0.0.1", port: 0, ...options }).pipe(Layer.provide(Transform.layer(transform))),
-    ),
-  )
 
 const exchange = (port: number, payload: Uint8Array | string, options?: Parameters<typeof udpExchange>[2]) =>
   Effect.promise(() => udpExchange(port, payload, options))
 
 describe("UdpServer", () => {
   it.live("answers each datagram with the upper-cased sentence, to its own sender", () =>
-    withServer((server) =>
+    withUdpServer((server) =>
       Effect.gen(function* () {
         const [one, two] = yield* Effect.all([
           exchange(server.address.port, "from one"),
@@ -36,7 +26,7 @@ describe("UdpServer", () => {
     ))
 
   it.live("answers the first datagram sent the moment the layer is built", () =>
-    withServer((server) =>
+    withUdpServer((server) =>
       Effect.gen(function* () {
         // No delay at all: binding happened while the layer was built.
         const reply = yield* exchange(server.address.port, "first")
@@ -45,7 +35,7 @@ describe("UdpServer", () => {
     ))
 
   it.live("replaces invalid UTF-8 with U+FFFD, answers, and keeps serving", () =>
-    withServer((server) =>
+    withUdpServer((server) =>
       Effect.gen(function* () {
         const reply = yield* exchange(server.address.port, new Uint8Array([0x61, 0xc3, 0x28, 0x62]))
         assert.strictEqual(reply.toString(), "A\uFFFD(B")
@@ -55,7 +45,7 @@ describe("UdpServer", () => {
     ))
 
   it.live("does not answer a datagram over the configured maximum, and keeps serving", () =>
-    withServer(
+    withUdpServer(
       (server) =>
         Effect.gen(function* () {
           const lost = yield* Effect.promise(() =>
@@ -69,7 +59,7 @@ describe("UdpServer", () => {
     ))
 
   it.live("answers the largest datagram UDP can carry (65,507 bytes)", () =>
-    withServer((server) =>
+    withUdpServer((server) =>
       Effect.gen(function* () {
         const reply = yield* exchange(server.address.port, "a".repeat(UdpServer.MAX_UDP_PAYLOAD))
         assert.strictEqual(reply.length, UdpServer.MAX_UDP_PAYLOAD)
@@ -78,7 +68,7 @@ describe("UdpServer", () => {
     ))
 
   it.live("count answers with the number of the letter in the datagram", () =>
-    withServer(
+    withUdpServer(
       (server) =>
         Effect.gen(function* () {
           assert.strictEqual((yield* exchange(server.address.port, "she sells sea shells")).toString(), "6")
@@ -88,7 +78,7 @@ describe("UdpServer", () => {
     ))
 
   it.live("by default binds all interfaces, answering over IPv4 and IPv6", () =>
-    withServer(
+    withUdpServer(
       (server) =>
         Effect.gen(function* () {
           assert.strictEqual(server.address.host, "::")
@@ -99,7 +89,7 @@ describe("UdpServer", () => {
     ))
 
   it.live("fails to bind a port in use with AddressInUse", () =>
-    withServer((server) =>
+    withUdpServer((server) =>
       Effect.gen(function* () {
         const error = yield* UdpServer.make({ host: "127.0.0.1", port: server.address.port }).pipe(
           Effect.provide(Transform.layer(Transform.upper)),

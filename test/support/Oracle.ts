@@ -3,11 +3,9 @@
 // full upper-casing of the JavaScript engine and say so.
 import { spawnSync } from "node:child_process"
 import * as Path from "node:path"
+import { hasPython } from "./Process.ts"
 
 const script = Path.join(import.meta.dirname ?? ".", "..", "peers", "upper_oracle.py")
-
-/** Whether python3 can be run here. */
-export const hasPython: boolean = spawnSync("python3", ["--version"], { timeout: 10_000 }).status === 0
 
 if (!hasPython) console.warn("python3 not found: upper-casing is checked against JavaScript's toUpperCase only")
 

@@ -1,6 +1,7 @@
 // Raw loopback peers for the tests: plain node:dgram and node:net sockets,
 // so that caps is always checked against bytes on a real wire, not against
 // itself. Every helper has a deadline and closes what it opens.
+import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
 import * as Dgram from "node:dgram"
 import * as Fs from "node:fs"
@@ -169,6 +170,14 @@ export const tcpConnect = (port: number, host = "127.0.0.1"): Promise<Net.Socket
     socket.once("error", fail)
     return () => socket.off("error", fail)
   })
+
+/** A client connection, destroyed when the test's scope closes. */
+export const connection = (port: number) =>
+  Effect.acquireRelease(Effect.promise(() => tcpConnect(port)), (socket) => Effect.sync(() => socket.destroy()))
+
+/** Whether a new connection to the port is refused. */
+export const refused = (port: number): Promise<boolean> =>
+  tcpConnect(port).then((socket) => (socket.destroy(), false), () => true)
 
 /** Resolves when `socket` has received `bytes` bytes or ended; returns what arrived. */
 export const readAtLeast = (socket: Net.Socket, bytes: number, timeoutMs = 3000): Promise<Buffer> =>
