@@ -156,38 +156,31 @@ describe("caps CLI at a terminal (the textbook's conversation)", () => {
 })
 
 describe("caps CLI with piped input and --message", () => {
-  it.live("piped lines get one reply line each, with no prompt, over UDP and TCP", () =>
-    Effect.gen(function* () {
-      const { udp, tcp } = yield* servers()
-      const input = "hello\nstraße ﬃ ǆ\n\nlast one\n"
-      const [overUdp, overTcp] = yield* Effect.all([
-        runCaps(client("udp", udp), { input }),
-        runCaps(client("tcp", tcp), { input }),
-      ], { concurrency: 2 })
-      for (const finished of [overUdp, overTcp]) {
-        assert.strictEqual(expectExit(finished, 0).stdout, "HELLO\nSTRASSE FFI Ǆ\n\nLAST ONE\n")
-      }
-    }), 30_000)
-
-  it.live("a last line without a newline is still sent and answered, over UDP and TCP", () =>
-    Effect.gen(function* () {
-      const { udp, tcp } = yield* servers()
-      const [overUdp, overTcp] = yield* Effect.all([
-        runCaps(client("udp", udp), { input: "first\nsecond" }),
-        runCaps(client("tcp", tcp), { input: "first\nsecond" }),
-      ], { concurrency: 2 })
-      for (const finished of [overUdp, overTcp]) assert.strictEqual(expectExit(finished, 0).stdout, "FIRST\nSECOND\n")
-    }), 30_000)
-
-  it.live("empty input sends nothing, prints nothing and exits 0, over UDP and TCP", () =>
-    Effect.gen(function* () {
-      const { udp, tcp } = yield* servers()
-      const [overUdp, overTcp] = yield* Effect.all([
-        runCaps(client("udp", udp), { input: "" }),
-        runCaps(client("tcp", tcp), { input: "" }),
-      ], { concurrency: 2 })
-      for (const finished of [overUdp, overTcp]) assert.strictEqual(expectExit(finished, 0).stdout, "")
-    }), 30_000)
+  // Each input, piped to a udp-client and a tcp-client: what both must print, with no prompt.
+  const piped = [
+    {
+      what: "piped lines get one reply line each",
+      input: "hello\nstraße ﬃ ǆ\n\nlast one\n",
+      out: "HELLO\nSTRASSE FFI Ǆ\n\nLAST ONE\n",
+    },
+    {
+      what: "a last line without a newline is still sent and answered",
+      input: "first\nsecond",
+      out: "FIRST\nSECOND\n",
+    },
+    { what: "empty input sends nothing, prints nothing and exits 0", input: "", out: "" },
+  ]
+  for (const { what, input, out } of piped) {
+    it.live(`${what}, over UDP and TCP`, () =>
+      Effect.gen(function* () {
+        const { udp, tcp } = yield* servers()
+        const [overUdp, overTcp] = yield* Effect.all([
+          runCaps(client("udp", udp), { input }),
+          runCaps(client("tcp", tcp), { input }),
+        ], { concurrency: 2 })
+        for (const finished of [overUdp, overTcp]) assert.strictEqual(expectExit(finished, 0).stdout, out)
+      }), 30_000)
+  }
 
   it.live("--message (and -m) sends one sentence, prints its reply and exits 0", () =>
     Effect.gen(function* () {
