@@ -4,7 +4,7 @@
  *
  * They form a flat union rather than one wrapper with a reason so that a
  * caller handles exactly the cases a function can produce (`Effect.catchTag`),
- * and the CLI maps each tag to its documented exit code (see `Cli.ts`).
+ * and the program's edge maps each tag to its documented exit code (`ExitCode.ts`).
  */
 import * as Schema from "effect/Schema"
 import * as Endpoint from "./Endpoint.ts"
@@ -121,12 +121,35 @@ export class MalformedInput extends Schema.TaggedError<MalformedInput>()("Malfor
   }
 }
 
+/** The peer broke the protocol: for example a server that answers one sentence with more than one line. */
+export class ProtocolViolation extends Schema.TaggedError<ProtocolViolation>()("ProtocolViolation", {
+  endpoint: EndpointSchema,
+  detail: Schema.String,
+}) {
+  override get message(): string {
+    return `protocol violation by ${Endpoint.format(this.endpoint)}: ${this.detail}`
+  }
+}
+
+/** An option given to a server, a client or a transform is out of its range; nothing was bound or opened. */
+export class InvalidOption extends Schema.TaggedError<InvalidOption>()("InvalidOption", {
+  /** The option as its owner names it, e.g. `TcpServer.drainTimeout`. */
+  option: Schema.String,
+  detail: Schema.String,
+}) {
+  override get message(): string {
+    return `invalid option ${this.option}: ${this.detail}`
+  }
+}
+
 /** Any other operating-system failure, with its errno name and text, so nothing escapes untyped. */
 export class NetworkError extends Schema.TaggedError<NetworkError>()("NetworkError", {
   endpoint: EndpointSchema,
   operation: Schema.Literals(["bind", "connect", "send", "receive"]),
   code: Schema.String,
   detail: Schema.String,
+  /** The platform's own error, kept for logs and debuggers. */
+  cause: Schema.optional(Schema.Defect()),
 }) {
   override get message(): string {
     return `${this.operation} ${Endpoint.format(this.endpoint)} failed: ${this.detail} (${this.code})`
@@ -145,6 +168,8 @@ export type CapsError =
   | MessageTooLarge
   | ConnectionClosed
   | MalformedInput
+  | ProtocolViolation
+  | InvalidOption
   | NetworkError
 
 /** Failures of reaching a server or exchanging bytes with it. */
@@ -178,6 +203,7 @@ const networkError = (
     operation,
     code: errno(cause) ?? "EUNKNOWN",
     detail: cause instanceof Error ? cause.message : String(cause),
+    cause,
   })
 
 /** Maps a failure to bind `endpoint` to its typed error. */

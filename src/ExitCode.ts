@@ -24,4 +24,6 @@ export const ofError: { readonly [Tag in CapsError.CapsError["_tag"]]: number } 
   AddressNotAvailable: 11,
   PermissionDenied: 12,
   NetworkError: 13,
+  ProtocolViolation: 14,
+  InvalidOption: USAGE,
 }

@@ -2,21 +2,25 @@
  * Warnings that a peer can provoke at line rate (bad datagrams, refused
  * connections, accept failures) are logged at most once a second per kind,
  * with a count of the ones held back, so that a flood of bad input cannot
- * become a flood of log lines.
+ * become a flood of log lines. Time comes from the caller (the server's
+ * `Clock`), so tests and embedders can drive it with `TestClock`.
  */
 
 /** Logs each kind of warning at most once a second. */
 export class WarningThrottle {
   readonly #last = new Map<string, { at: number; suppressed: number }>()
   readonly #log: (message: string) => void
+  readonly #now: () => number
 
-  constructor(log: (message: string) => void) {
+  /** `now` gives the time in milliseconds: the server passes its `Clock`'s. */
+  constructor(log: (message: string) => void, now: () => number = Date.now) {
     this.#log = log
+    this.#now = now
   }
 
   /** Logs `message()` unless a warning of this kind was logged less than a second ago. */
   warn(kind: string, message: () => string): void {
-    const now = Date.now()
+    const now = this.#now()
     const entry = this.#last.get(kind)
     if (entry !== undefined && now - entry.at < 1000) {
       entry.suppressed++
