@@ -1,24 +1,51 @@
 /**
- * Where a server listens when no host is given: every interface, IPv6 and
- * IPv4 at once. On Linux (and Deno there) one socket bound to `::` accepts
- * both families; a host without IPv6 refuses `::`, and the server falls back
- * to `0.0.0.0`, IPv4 only.
+ * Where a server listens. With no host given: every interface, IPv6 and IPv4
+ * at once. On Linux (and Deno there) one socket bound to `::` accepts both
+ * families; a host without IPv6 refuses `::`, and the server falls back to
+ * `0.0.0.0`, IPv4 only.
+ *
+ * A host name (`localhost`, the machine's own name) is resolved here, before
+ * binding, to its first address, IPv4 first, as the clients resolve it: Node's
+ * `dgram` cannot bind a name at all on a socket whose family it must know
+ * first, so both servers bind the same literal address on both runtimes, and
+ * the ready line can say which.
  */
 import * as Effect from "effect/Effect"
+import * as Dns from "node:dns"
+import * as Net from "node:net"
 import * as CapsError from "./CapsError.ts"
 
 /** The wildcard addresses tried, in order, when no host is given. */
 export const ANY_HOSTS = ["::", "0.0.0.0"] as const
 
-/** Binds `host`, or the wildcard addresses in turn when it is undefined. */
+/** The address a server binds for `host`: itself for an IP literal, else its first address, IPv4 first. */
+export const addressOf = (host: string): Effect.Effect<string, CapsError.NameNotResolved> => {
+  if (Net.isIP(host) !== 0) return Effect.succeed(host)
+  return Effect.callback<string, CapsError.NameNotResolved>((resume) => {
+    Dns.lookup(host, { all: true }, (error, addresses) => {
+      if (error) return resume(Effect.fail(new CapsError.NameNotResolved({ host, code: error.code ?? "ENOTFOUND" })))
+      const chosen = addresses.find((a) => a.family === 4) ?? addresses[0]
+      if (chosen === undefined) return resume(Effect.fail(new CapsError.NameNotResolved({ host, code: "ENODATA" })))
+      resume(Effect.succeed(chosen.address))
+    })
+  })
+}
+
+/** Binds `host` (resolved first if it is a name), or the wildcard addresses in turn when it is undefined. */
 export const bind = <A, R>(
   host: string | undefined,
   bindHost: (host: string) => Effect.Effect<A, CapsError.BindError, R>,
-): Effect.Effect<A, CapsError.BindError, R> =>
-  host !== undefined ? bindHost(host) : bindHost(ANY_HOSTS[0]).pipe(
+): Effect.Effect<A, CapsError.BindError | CapsError.NameNotResolved, R> =>
+  host !== undefined ? Effect.flatMap(addressOf(host), bindHost) : bindHost(ANY_HOSTS[0]).pipe(
     Effect.catchTag("AddressNotAvailable", () => bindHost(ANY_HOSTS[1])),
   )
 
-/** How a ready line describes a bound host. */
-export const describe = (host: string): string =>
-  host === "::" ? "all interfaces, IPv6 and IPv4" : host === "0.0.0.0" ? "all IPv4 interfaces" : host
+/** How a ready line describes a bound host, given the host that was asked for. */
+export const describe = (bound: string, requested?: string | undefined): string =>
+  requested !== undefined && Net.isIP(requested) === 0
+    ? `${requested}`
+    : bound === "::"
+    ? "all interfaces, IPv6 and IPv4"
+    : bound === "0.0.0.0"
+    ? "all IPv4 interfaces"
+    : bound

@@ -8,6 +8,7 @@
  * The building blocks here are shared by every module's own options schema;
  * `decode` turns Schema's issue into the one-line error.
  */
+import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
@@ -97,3 +98,13 @@ export const decode = <S extends Schema.Decoder<unknown>>(
   const option = path.length === 0 ? owner : `${owner}.${path.map(String).join(".")}`
   return Effect.fail(new CapsError.InvalidOption({ option, detail: detail.charAt(0).toLowerCase() + detail.slice(1) }))
 }
+
+/** The environment variable of a setting, as the CLI's flag names it: `max-line-bytes` is `CAPS_MAX_LINE_BYTES`. */
+export const envVarOf = (flag: string): string => `CAPS_${flag.toUpperCase().replaceAll("-", "_")}`
+
+/** Seconds (fractions allowed) as a Duration, rounded to the millisecond. */
+export const seconds = (value: number): Duration.Duration => Duration.millis(Math.round(value * 1000))
+
+/** A setting given in seconds, read from its environment variable, with a default. */
+export const secondsConfig = (flag: string, fallback: Duration.Duration): Config.Config<Duration.Duration> =>
+  Config.Finite(envVarOf(flag)).pipe(Config.map(seconds), Config.withDefault(fallback))

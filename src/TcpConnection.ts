@@ -9,18 +9,26 @@
  * final line without newline when the peer half-closes.
  *
  * The connection is owned by a fiber: `serve` completes when the connection
- * ends, and interrupting it detaches everything so the scope can close the
- * socket. Inside, bytes are answered in the socket's own `data` callback,
- * synchronously, with one write per read: this is the hot path, and going
- * through a fiber for every read costs a scheduler hop each time (measured in
- * bench/: about 10% of throughput). Backpressure is the classic one: when a
- * write is not taken at once, reading pauses until the socket drains, so a
- * peer that stops reading stops being read and server memory stays bounded.
+ * ends, and interrupting it detaches everything (and interrupts a transform
+ * effect still running) so the scope can close the socket. Bytes are answered
+ * in the socket's own `data` callback, synchronously, with one write per
+ * read: this is the hot path, and a fiber hop per read costs about 10% of
+ * throughput (bench/). A transform that returns an `Effect` is run in a
+ * fiber; replies after it wait in `queued`, so replies keep request order.
  *
- * The peer closing is normal flow; a reset, an over-long line or invalid
- * UTF-8 is logged with the peer and ends or affects only this connection.
+ * Backpressure is the classic one: while a write is not taken at once, or too
+ * many replies wait for a transform effect, reading pauses, so a peer that
+ * stops reading stops being read and memory stays bounded.
+ *
+ * The peer closing is normal flow. An over-long line, a transform that
+ * throws or fails, or any other exception in a callback ends only this
+ * connection, logged once with the peer and the cause; invalid UTF-8 is
+ * replaced, logged and answered.
  */
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import type * as Net from "node:net"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
@@ -32,20 +40,27 @@ import * as Utf8 from "./Utf8.ts"
 export interface ConnectionOptions {
   /** The longest line a "line" transform accepts, in bytes. */
   readonly maxLineBytes: number
+  /** Closed after this long with no bytes in either direction; `Infinity` for never. */
+  readonly idleMillis: number
 }
 
 /**
- * How the server drains a connection in a graceful shutdown: `drain()` ends
- * it at once when it owes nothing, or, when replies are still waiting to be
- * written (reading is paused then), as soon as they are.
+ * How the server steers a running connection: `drain()` (graceful shutdown)
+ * ends it at once when it owes nothing, or as soon as the replies it owes are
+ * written; `sweep(now)` (the idle sweeper, on the server's `Clock`) closes it
+ * when nothing moved for the idle timeout.
  */
 export interface ConnectionControl {
   /** Set by the connection while it runs. */
   drain?: (() => void) | undefined
+  sweep?: ((nowMillis: number) => void) | undefined
 }
 
-/** How a connection ended: the peer closed it, it broke, its line was too long, or the server drained it. */
-export type End = "eof" | "reset" | "too-long" | "drained"
+/**
+ * How a connection ended: the peer closed it (`eof`) or broke it (`reset`), it was idle, its line was
+ * too long, the server drained it, or something failed in it (a transform or a callback: `error`).
+ */
+export type End = "eof" | "reset" | "idle" | "too-long" | "drained" | "error"
 
 /** What `serve` reports when the connection ends. */
 export interface Outcome {
@@ -54,127 +69,293 @@ export interface Outcome {
   readonly malformed: number
 }
 
-/** Serves one connection until the peer closes it, it fails, it is drained, or the fiber is interrupted. */
+// Replies waiting behind a transform effect before reading pauses.
+const MAX_QUEUED_REPLIES = 1024
+
+type Reply = string | Effect.Effect<string, unknown>
+
+/** The state of one served connection; its methods are the socket's callbacks. */
+class Served {
+  readonly #decoder = new Utf8.StreamDecoder()
+  readonly #framer: LineFramer
+  // Replies behind a running transform effect, in request order; `undefined` when none runs.
+  #queued: Array<Reply> | undefined
+  #running: Fiber.Fiber<string, unknown> | undefined
+  #malformed = 0
+  #reported = false
+  #writing = false
+  #draining = false
+  #peerEnded = false
+  #finished = false
+  #active = false
+  #lastActive: number
+
+  readonly conn: Net.Socket
+  readonly peer: Endpoint.Endpoint
+  readonly transform: TransformShape
+  readonly options: ConnectionOptions
+  readonly control: ConnectionControl
+  readonly runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
+  readonly resume: (outcome: Outcome) => void
+
+  constructor(
+    conn: Net.Socket,
+    peer: Endpoint.Endpoint,
+    transform: TransformShape,
+    options: ConnectionOptions,
+    control: ConnectionControl,
+    runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>,
+    resume: (outcome: Outcome) => void,
+    nowMillis: number,
+  ) {
+    this.conn = conn
+    this.peer = peer
+    this.transform = transform
+    this.options = options
+    this.control = control
+    this.runFork = runFork
+    this.resume = resume
+    this.#framer = new LineFramer(options.maxLineBytes)
+    this.#lastActive = nowMillis
+  }
+
+  readonly onData = (chunk: Buffer): void => {
+    this.#active = true
+    try {
+      if (this.transform.framing === "stream") this.#reply(this.transform.apply(this.#decoder.decode(chunk)), "")
+      else this.#replyToLines(chunk)
+      this.#reportMalformed()
+      this.#endIfDone()
+    } catch (defect) {
+      this.#fail("failed while answering", Cause.die(defect))
+    }
+  }
+
+  readonly onDrain = (): void => {
+    this.#active = true
+    this.#writing = false
+    if (this.#draining) return this.#endIfDone()
+    this.#resumeReading()
+  }
+
+  readonly onEnd = (): void => {
+    // The peer half-closed: answer what is left; our side is ended when the scope closes.
+    try {
+      if (this.transform.framing === "stream") {
+        const rest = this.#decoder.end()
+        if (rest.length > 0) this.#reply(this.transform.apply(rest), "")
+      } else {
+        const last = this.#framer.end()
+        if (last !== undefined) this.#reply(this.transform.apply(this.#decodeLine(last)), "")
+      }
+      this.#reportMalformed()
+    } catch (defect) {
+      return this.#fail("failed while answering", Cause.die(defect))
+    }
+    // With a transform effect still running, the connection ends once its reply is written.
+    this.#peerEnded = true
+    this.#endIfDone()
+  }
+
+  readonly onBroken = (): void => this.#finish("reset")
+
+  readonly drain = (): void => {
+    this.#draining = true
+    // Bytes that reached the socket before the shutdown began are still answered: they are read in the
+    // event loop's next poll phase, which a timer followed by an immediate is sure to include (on Node the
+    // timer alone may run before it; on Deno an immediate alone does).
+    setTimeout(() => setImmediate(() => this.#endIfDone()), 0)
+  }
+
+  readonly sweep = (nowMillis: number): void => {
+    if (this.#active || this.#running !== undefined) {
+      this.#active = false
+      this.#lastActive = nowMillis
+    } else if (nowMillis - this.#lastActive >= this.options.idleMillis) {
+      this.conn.destroy()
+      this.#finish("idle")
+    }
+  }
+
+  attach(): void {
+    const conn = this.conn
+    conn.on("data", this.onData)
+    conn.on("drain", this.onDrain)
+    conn.on("end", this.onEnd)
+    conn.on("error", this.onBroken)
+    conn.on("close", this.onBroken)
+    this.control.drain = this.drain
+    if (Number.isFinite(this.options.idleMillis)) this.control.sweep = this.sweep
+    conn.resume()
+  }
+
+  detach(): void {
+    const conn = this.conn
+    conn.off("data", this.onData)
+    conn.off("drain", this.onDrain)
+    conn.off("end", this.onEnd)
+    conn.off("error", this.onBroken)
+    conn.off("close", this.onBroken)
+    this.control.drain = undefined
+    this.control.sweep = undefined
+    const running = this.#running
+    this.#running = undefined
+    this.#queued = undefined
+    running?.interruptUnsafe()
+  }
+
+  #decodeLine(line: Uint8Array): string {
+    const decoded = Utf8.decodeWhole(line)
+    this.#malformed += decoded.malformed
+    return decoded.text
+  }
+
+  #replyToLines(bytes: Uint8Array): void {
+    const framed = this.#framer.push(bytes)
+    if (framed._tag === "TooLong") {
+      const error = new CapsError.MessageTooLarge({
+        transport: "tcp",
+        size: framed.size,
+        limit: this.options.maxLineBytes,
+      })
+      this.#log(Effect.logWarning(`${error.message}; closing the connection from ${Endpoint.format(this.peer)}`))
+      return this.#finish("too-long")
+    }
+    // Replies to the lines of one read go out in one write, unless a transform effect comes between.
+    let out = ""
+    try {
+      for (const line of framed.lines) {
+        const reply = this.transform.apply(this.#decodeLine(line))
+        if (typeof reply === "string" && this.#queued === undefined) {
+          out += reply + "\n"
+          continue
+        }
+        this.#write(out)
+        out = ""
+        this.#reply(reply, "\n")
+      }
+    } finally {
+      // Written even when a later line's transform throws: those replies are owed.
+      this.#write(out)
+    }
+  }
+
+  // Writes a reply now, or queues it behind a transform effect still running, so replies keep request order.
+  #reply(reply: Reply, terminator: string): void {
+    if (this.#finished) return
+    const next = typeof reply === "string"
+      ? reply + terminator
+      : terminator === ""
+      ? reply
+      : Effect.map(reply, (text) => text + terminator)
+    if (this.#queued !== undefined) {
+      this.#queued.push(next)
+      if (this.#queued.length >= MAX_QUEUED_REPLIES) this.conn.pause()
+      return
+    }
+    if (typeof next === "string") return this.#write(next)
+    this.#queued = []
+    this.#run(next)
+  }
+
+  #run(effect: Effect.Effect<string, unknown>): void {
+    const fiber = this.runFork(effect)
+    this.#running = fiber
+    fiber.addObserver((exit) => {
+      if (this.#running !== fiber) return // detached meanwhile
+      this.#running = undefined
+      if (Exit.isFailure(exit)) return this.#fail("transform failed", exit.cause)
+      this.#write(exit.value)
+      this.#flushQueued()
+    })
+  }
+
+  // Writes the replies that waited, up to the next transform effect, which is then run.
+  #flushQueued(): void {
+    const queued = this.#queued
+    if (queued === undefined || this.#finished) return
+    while (queued.length > 0) {
+      const next = queued.shift()!
+      if (typeof next !== "string") return this.#run(next)
+      this.#write(next)
+    }
+    this.#queued = undefined
+    this.#resumeReading()
+    this.#endIfDone()
+  }
+
+  #write(reply: string): void {
+    if (reply.length === 0 || this.#finished) return
+    this.#active = true
+    if (!this.conn.write(reply)) {
+      // Not taken at once: stop reading this peer until its replies are on their way.
+      this.#writing = true
+      this.conn.pause()
+    }
+  }
+
+  #resumeReading(): void {
+    if (this.#finished || this.#writing || (this.#queued?.length ?? 0) >= MAX_QUEUED_REPLIES) return
+    this.conn.resume()
+  }
+
+  // The peer's end of input ends the connection once no transform effect runs; a drain, once replies are written.
+  #endIfDone(): void {
+    if (this.#queued !== undefined) return
+    if (this.#peerEnded) this.#finish("eof")
+    else if (this.#draining && !this.#writing) this.#finish("drained")
+  }
+
+  #reportMalformed(): void {
+    if (this.#reported || this.#decoder.malformed + this.#malformed === 0) return
+    this.#reported = true
+    this.#log(Effect.logWarning(
+      `invalid UTF-8 from ${Endpoint.format(this.peer)}: replaced with U+FFFD and answered; still serving`,
+    ))
+  }
+
+  // Something failed inside this connection: logged once with the peer and the cause, and only it ends.
+  #fail(what: string, cause: Cause.Cause<unknown>): void {
+    if (this.#finished) return
+    this.#log(Effect.logError(`${what} for ${Endpoint.format(this.peer)}: closing its connection`, cause))
+    this.#finish("error")
+  }
+
+  #log(effect: Effect.Effect<void>): void {
+    this.runFork(Effect.annotateLogs(effect, { peer: Endpoint.format(this.peer), transport: "tcp" }))
+  }
+
+  #finish(end: End): void {
+    if (this.#finished) return
+    this.#finished = true
+    this.detach()
+    this.resume({ end, malformed: this.#decoder.malformed + this.#malformed })
+  }
+}
+
+/** Serves one connection until the peer closes it, it fails, it is drained or idle, or the fiber is interrupted. */
 export const serve = (
   conn: Net.Socket,
   peer: Endpoint.Endpoint,
   transform: TransformShape,
   options: ConnectionOptions,
   control: ConnectionControl = {},
+  nowMillis = 0,
 ): Effect.Effect<Outcome> =>
   Effect.flatMap(Effect.context<never>(), (context) => {
-    const runLog = Effect.runForkWith(context)
+    const runFork = Effect.runForkWith(context)
     return Effect.callback<Outcome>((resume) => {
-      const decoder = new Utf8.StreamDecoder()
-      const framer = new LineFramer(options.maxLineBytes)
-      let malformed = 0
-      let reported = false
-      let writing = false
-      let draining = false
-      let finished = false
-
-      const report = () => {
-        const invalid = decoder.malformed + malformed
-        if (invalid === 0 || reported) return
-        reported = true
-        runLog(Effect.logWarning(
-          `invalid UTF-8 from ${Endpoint.format(peer)}: replaced with U+FFFD and answered; still serving`,
-        ))
-      }
-
-      const finish = (end: End) => {
-        if (finished) return
-        finished = true
-        detach()
-        resume(Effect.succeed({ end, malformed: decoder.malformed + malformed }))
-      }
-
-      const answerLine = (line: Uint8Array): string => {
-        const decoded = Utf8.decodeWhole(line)
-        malformed += decoded.malformed
-        return transform.apply(decoded.text)
-      }
-
-      const lineReplies = (bytes: Uint8Array): string | undefined => {
-        const framed = framer.push(bytes)
-        if (framed._tag === "TooLong") {
-          const error = new CapsError.MessageTooLarge({
-            transport: "tcp",
-            size: framed.size,
-            limit: options.maxLineBytes,
-          })
-          runLog(Effect.logWarning(`${error.message}; closing the connection from ${Endpoint.format(peer)}`))
-          finish("too-long")
-          return undefined
-        }
-        let out = ""
-        for (const line of framed.lines) out += answerLine(line) + "\n"
-        return out
-      }
-
-      const write = (reply: string) => {
-        if (reply.length === 0) return
-        if (!conn.write(reply)) {
-          // Not taken at once: stop reading this peer until its replies are on their way.
-          writing = true
-          conn.pause()
-        }
-      }
-
-      const onData = (chunk: Buffer) => {
-        const reply = transform.framing === "stream" ? transform.apply(decoder.decode(chunk)) : lineReplies(chunk)
-        report()
-        if (reply === undefined) return
-        write(reply)
-        if (draining && !writing) finish("drained")
-      }
-
-      const onDrain = () => {
-        writing = false
-        if (draining) return finish("drained")
-        if (!finished) conn.resume()
-      }
-
-      const onEnd = () => {
-        // The peer half-closed: answer what is left; our side is ended when the scope closes.
-        if (transform.framing === "stream") {
-          const rest = decoder.end()
-          if (rest.length > 0) write(transform.apply(rest))
-        } else {
-          const last = framer.end()
-          if (last !== undefined) write(answerLine(last))
-        }
-        report()
-        finish("eof")
-      }
-
-      const onBroken = () => finish("reset")
-
-      const detach = () => {
-        conn.off("data", onData)
-        conn.off("drain", onDrain)
-        conn.off("end", onEnd)
-        conn.off("error", onBroken)
-        conn.off("close", onBroken)
-        control.drain = undefined
-      }
-
-      control.drain = () => {
-        draining = true
-        // Bytes that reached the socket before the shutdown began are still answered: they are read in the
-        // event loop's next poll phase, which a timer followed by an immediate is sure to include (on Node the
-        // timer alone may run before it; on Deno an immediate alone does).
-        setTimeout(() =>
-          setImmediate(() => {
-            if (!writing) finish("drained")
-          }), 0)
-      }
-      conn.on("data", onData)
-      conn.on("drain", onDrain)
-      conn.on("end", onEnd)
-      conn.on("error", onBroken)
-      conn.on("close", onBroken)
-      conn.resume()
-      return Effect.sync(detach)
+      const served = new Served(
+        conn,
+        peer,
+        transform,
+        options,
+        control,
+        runFork,
+        (outcome) => resume(Effect.succeed(outcome)),
+        nowMillis,
+      )
+      served.attach()
+      return Effect.sync(() => served.detach())
     })
   })

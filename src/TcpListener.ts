@@ -58,6 +58,8 @@ export interface TcpListener {
   readonly rejected: () => number
   /** Accepted sockets not closed yet, including those lingering after their handler ended. */
   readonly openSockets: () => number
+  /** Completes once every accepted socket is closed (at once if none is open). */
+  readonly allClosed: Effect.Effect<void>
 }
 
 // A lingering close, as nginx's `lingering_close`: send our FIN once queued replies are flushed, then read
@@ -94,6 +96,12 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
   let onAcceptError = (_error: Error) => {}
   const maxConnections = options.maxConnections ?? Infinity
   let open = 0
+  const whenAllClosed = new Set<() => void>()
+  const closed = () => {
+    if (--open > 0) return
+    for (const resume of whenAllClosed) resume()
+    whenAllClosed.clear()
+  }
   let rejected = 0
   let onRejected = () => {}
   server.on("connection", (conn: Net.Socket) => {
@@ -103,7 +111,7 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
       return onRejected()
     }
     open++
-    conn.once("close", () => open--)
+    conn.once("close", closed)
     // Deno's node:net stops emitting `readable` after an explicit pause; its sockets start non-flowing anyway.
     if (!isDeno) conn.pause()
     onConnection(conn)
@@ -181,6 +189,13 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
     if (server.listening) server.close()
   })
 
+  const allClosed = Effect.callback<void>((resume) => {
+    if (open === 0) return resume(Effect.void)
+    const done = () => resume(Effect.void)
+    whenAllClosed.add(done)
+    return Effect.sync(() => whenAllClosed.delete(done))
+  })
+
   return {
     address,
     run,
@@ -188,5 +203,6 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
     acceptErrors: () => acceptErrors,
     rejected: () => rejected,
     openSockets: () => open,
+    allClosed,
   } satisfies TcpListener
 })

@@ -3,8 +3,11 @@
  * interfaces), serves every connection at once, each in its own fiber, and
  * answers with the transformed byte stream of the connection.
  *
- * The layer binds while it is built, so a bind error fails the layer and no
- * connection is missed; the accept loop is a fiber in the layer's scope.
+ * The options are decoded first (`InvalidOption` names a bad one, and nothing
+ * is bound); the layer binds while it is built, so a bind error fails the
+ * layer and no connection is missed; the accept loop is a fiber in the
+ * layer's scope. Time (the idle sweep, the drain deadline) follows Effect's
+ * `Clock`, so a test can drive it with `TestClock`.
  *
  * Shutdown, when the scope closes (SIGINT/SIGTERM for the CLI), step by step:
  * 1. stop accepting: the listening socket is closed, new connections are refused;
@@ -12,25 +15,31 @@
  * 3. let busy connections write the replies they owe, then close them;
  * 4. wait for closed connections to finish lingering (until their peers close:
  *    an earlier exit would reset them and lose unread replies); after the drain
- *    deadline (5 s by default), interrupt what remains, which closes its socket;
+ *    deadline (5 s by default), interrupt what remains, which closes its socket
+ *    at once;
  * 5. log one line saying how many connections finished and how many were cut.
  */
+import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as CapsError from "./CapsError.ts"
 import * as DescriptorBudget from "./DescriptorBudget.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"
+import * as Options from "./Options.ts"
 import * as TcpConnection from "./TcpConnection.ts"
 import * as TcpListener from "./TcpListener.ts"
 import { Transform } from "./Transform.ts"
 
 /** How to run a TCP server; every field has a default. */
 export interface TcpServerOptions {
-  /** Interface to listen on; all interfaces (IPv6 and IPv4 where the host has it) by default. */
+  /** Interface to listen on (an address or a name); all interfaces (IPv6 and IPv4 where the host has it) by default. */
   readonly host?: string | undefined
   /** Port, 12000 by default; 0 picks a free one (see `address`). */
   readonly port?: number | undefined
@@ -41,13 +50,27 @@ export interface TcpServerOptions {
    * leaves (see `DescriptorBudget`); more are accepted and closed at once.
    */
   readonly maxConnections?: number | undefined
-  /** A connection with no bytes in either direction for this long is closed; 60 s by default. */
+  /**
+   * A connection with no bytes in either direction for this long is closed (checked every eighth
+   * of it); 60 s by default, `Duration.infinity` for never.
+   */
   readonly idleTimeout?: Duration.Input | undefined
   /** How long shutdown waits for busy connections before cutting them; 5 s by default. */
   readonly drainTimeout?: Duration.Input | undefined
   /** Length of the kernel's queue of connections not yet accepted. */
   readonly backlog?: number | undefined
 }
+
+/** The options as `make` checks them. */
+export const TcpServerOptions = Schema.Struct({
+  host: Schema.optional(Options.Host),
+  port: Schema.optional(Options.ServerPort),
+  maxLineBytes: Schema.optional(Options.PositiveInt),
+  maxConnections: Schema.optional(Options.PositiveInt),
+  idleTimeout: Schema.optional(Options.PositiveDuration({ infinite: true })),
+  drainTimeout: Schema.optional(Options.PositiveDuration()),
+  backlog: Schema.optional(Options.PositiveInt),
+})
 
 /** Counters of a running server. */
 export interface TcpServerStats {
@@ -57,6 +80,8 @@ export interface TcpServerStats {
   readonly connectionsRejected: number
   readonly idleTimeouts: number
   readonly malformedConnections: number
+  /** Closed because their transform failed or threw, or a callback raised. */
+  readonly failedConnections: number
   readonly acceptErrors: number
 }
 
@@ -64,7 +89,7 @@ export interface TcpServerStats {
 export class TcpServer extends Context.Service<TcpServer, {
   /** The bound address (with the real port when 0 was asked for). */
   readonly address: Endpoint.Endpoint
-  readonly stats: () => TcpServerStats
+  readonly stats: Effect.Effect<TcpServerStats>
 }>()("caps/TcpServer") {}
 
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024
@@ -72,12 +97,17 @@ export const DEFAULT_MAX_CONNECTIONS = 10_000
 export const DEFAULT_IDLE_TIMEOUT = Duration.seconds(60)
 export const DEFAULT_DRAIN_TIMEOUT = Duration.seconds(5)
 
+/** Everything `make` can fail with. */
+export type TcpServerError = CapsError.BindError | CapsError.NameNotResolved | CapsError.InvalidOption
+
+const decodeOptions = Options.decode(TcpServerOptions, "TcpServer")
+
 /** Binds, then serves in a fiber of the current scope; drains when the scope closes. */
-export const make = (
-  options: TcpServerOptions = {},
-): Effect.Effect<TcpServer["Service"], CapsError.BindError, Scope.Scope | Transform> =>
-  Effect.gen(function* () {
+export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Service"], TcpServerError, Scope.Scope> =
+  Effect.fn("TcpServer.make")(function* (given: TcpServerOptions = {}) {
+    const options = yield* decodeOptions(given)
     const transform = yield* Transform
+    const clock = yield* Clock.Clock
     const requested = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
     const descriptors = DescriptorBudget.connections()
     // An assumed descriptor limit caps only the default; a limit given explicitly is taken as known to fit.
@@ -88,52 +118,82 @@ export const make = (
       options.host,
       (host) => TcpListener.make({ host, port: options.port ?? 12000, backlog: options.backlog, maxConnections }),
     )
-    const connectionOptions = { maxLineBytes: options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES }
-    const idleMillis = Duration.toMillis(Duration.fromInputUnsafe(options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT))
-    const drainTimeout = Duration.fromInputUnsafe(options.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT)
+    const idleTimeout = Options.duration(given.idleTimeout, DEFAULT_IDLE_TIMEOUT)
+    const drainTimeout = Options.duration(given.drainTimeout, DEFAULT_DRAIN_TIMEOUT)
+    const connectionOptions: TcpConnection.ConnectionOptions = {
+      maxLineBytes: options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
+      idleMillis: Duration.toMillis(idleTimeout),
+    }
     const tracked = new Set<TcpConnection.ConnectionControl>()
-    const counts = { connectionsTotal: 0, idleTimeouts: 0, malformedConnections: 0 }
+    const counts = { connectionsTotal: 0, idleTimeouts: 0, malformedConnections: 0, failedConnections: 0 }
+    // Resumed when the last tracked connection ends, while a drain waits for that.
+    let onAllEnded: (() => void) | undefined
 
     const handle = ({ peer, socket }: TcpListener.Connection) =>
       Effect.suspend(() => {
         const control: TcpConnection.ConnectionControl = {}
         tracked.add(control)
         counts.connectionsTotal++
-        let timedOut = false
-        // Node's socket timeout counts bytes in either direction, which is what idle means here.
-        socket.setTimeout(idleMillis, () => {
-          timedOut = true
-          socket.destroy()
-        })
-        return TcpConnection.serve(socket, peer, transform, connectionOptions, control).pipe(
-          Effect.tap(({ malformed }) =>
+        return TcpConnection.serve(
+          socket,
+          peer,
+          transform,
+          connectionOptions,
+          control,
+          clock.currentTimeMillisUnsafe(),
+        ).pipe(
+          Effect.tap(({ end, malformed }) =>
             Effect.suspend(() => {
               if (malformed > 0) counts.malformedConnections++
-              if (!timedOut) return Effect.void
+              if (end === "error") counts.failedConnections++
+              if (end !== "idle") return Effect.void
               counts.idleTimeouts++
-              return Effect.logInfo(`closed idle connection from ${Endpoint.format(peer)} after ${idleMillis} ms`)
+              return Effect.logInfo(
+                `closed idle connection from ${Endpoint.format(peer)} after ${connectionOptions.idleMillis} ms`,
+              )
             })
           ),
           Effect.catchCause((cause) => Effect.logWarning(`connection from ${Endpoint.format(peer)} failed`, cause)),
-          Effect.ensuring(Effect.sync(() => tracked.delete(control))),
+          Effect.ensuring(Effect.sync(() => {
+            tracked.delete(control)
+            if (tracked.size === 0) onAllEnded?.()
+          })),
           Effect.asVoid,
         )
       })
 
+    const allEnded = Effect.callback<void>((resume) => {
+      if (tracked.size === 0) return resume(Effect.void)
+      onAllEnded = () => resume(Effect.void)
+      return Effect.sync(() => {
+        onAllEnded = undefined
+      })
+    })
+
+    // One timer for all connections: each tick, a connection with no activity for the idle timeout is closed.
+    const sweepIdle = Effect.gen(function* () {
+      const tick = Duration.millis(Math.max(1, connectionOptions.idleMillis / 8))
+      while (true) {
+        yield* Effect.sleep(tick)
+        const now = clock.currentTimeMillisUnsafe()
+        for (const control of tracked) control.sweep?.(now)
+      }
+    })
+
     const address = listener.address
     const drain = Effect.gen(function* () {
-      const started = Date.now()
+      const started = clock.currentTimeMillisUnsafe()
       yield* listener.stopAccepting
       const atStart = tracked.size
       for (const control of tracked) control.drain?.()
       // Wait for the connections, and then for their sockets, which linger until the peers close theirs:
       // exiting earlier would reset them and lose replies the peers have not read yet.
-      yield* Effect.gen(function* () {
-        while (tracked.size > 0 || listener.openSockets() > 0) yield* Effect.sleep(Duration.millis(10))
-      }).pipe(Effect.timeoutOrElse({ duration: drainTimeout, orElse: () => Effect.void }))
+      yield* Effect.andThen(allEnded, listener.allClosed).pipe(
+        Effect.timeoutOrElse({ duration: drainTimeout, orElse: () => Effect.void }),
+      )
       const cut = tracked.size
       yield* Effect.logInfo(
-        `tcp-server on ${Endpoint.format(address)} stopped in ${Date.now() - started} ms: ` +
+        `tcp-server on ${Endpoint.format(address)} stopped in ${clock.currentTimeMillisUnsafe() - started} ms: ` +
           `${atStart - cut} of ${atStart} open connections closed cleanly, ${cut} cut at the ` +
           `${Duration.toMillis(drainTimeout)} ms drain deadline; ${counts.connectionsTotal} served in all`,
       )
@@ -149,19 +209,36 @@ export const make = (
       )
     }
     yield* Effect.forkScoped(listener.run(handle))
-    // Added after the fork, so it runs first when the scope closes: drain, then interrupt what is left.
+    if (Duration.isFinite(idleTimeout)) yield* Effect.forkScoped(sweepIdle)
+    // Added after the forks, so it runs first when the scope closes: drain, then interrupt what is left.
     yield* Effect.addFinalizer(() => drain)
     return TcpServer.of({
       address,
-      stats: () => ({
+      stats: Effect.sync(() => ({
         ...counts,
         connectionsOpen: tracked.size,
         connectionsRejected: listener.rejected(),
         acceptErrors: listener.acceptErrors(),
-      }),
+      })),
     })
   })
 
 /** A layer that runs a TCP server for as long as it is in use. */
-export const layer = (options: TcpServerOptions = {}): Layer.Layer<TcpServer, CapsError.BindError, Transform> =>
+export const layer = (options: TcpServerOptions = {}): Layer.Layer<TcpServer, TcpServerError> =>
   Layer.effect(TcpServer, make(options))
+
+/** The server's settings from the environment, as the CLI reads them: `CAPS_PORT`, `CAPS_IDLE_TIMEOUT` (seconds), ... */
+export const config: Config.Config<TcpServerOptions> = Config.all({
+  host: Config.option(Config.String(Options.envVarOf("host"))).pipe(Config.map(Option.getOrUndefined)),
+  port: Config.Int(Options.envVarOf("port")).pipe(Config.withDefault(12000)),
+  maxLineBytes: Config.Int(Options.envVarOf("max-line-bytes")).pipe(Config.withDefault(DEFAULT_MAX_LINE_BYTES)),
+  maxConnections: Config.Int(Options.envVarOf("max-connections")).pipe(Config.withDefault(DEFAULT_MAX_CONNECTIONS)),
+  idleTimeout: Options.secondsConfig("idle-timeout", DEFAULT_IDLE_TIMEOUT),
+  drainTimeout: Options.secondsConfig("drain-timeout", DEFAULT_DRAIN_TIMEOUT),
+})
+
+/** A layer that runs a TCP server configured by `config` (the `CAPS_*` variables, through the `ConfigProvider`). */
+export const layerConfig: Layer.Layer<TcpServer, TcpServerError | Config.ConfigError> = Layer.effect(
+  TcpServer,
+  Effect.flatMap(config, make),
+)

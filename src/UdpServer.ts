@@ -4,11 +4,19 @@
  * its sender. One datagram is one sentence; invalid UTF-8 is replaced, logged
  * with the sender, and answered.
  *
- * The layer binds while it is built, so a bind error fails the layer; the
- * serve loop is a fiber in the layer's scope: interrupting it (closing the
- * scope) stops serving, and the scope closes the socket. Datagrams that
- * arrive before the fiber takes over are held, so the first one is never
- * lost.
+ * The options are decoded first (`InvalidOption` names a bad one, and nothing
+ * is bound); the layer binds while it is built, so a bind error fails the
+ * layer; the serve loop is a fiber in the layer's scope: interrupting it
+ * (closing the scope) stops serving, and the scope closes the socket.
+ * Datagrams that arrive before the fiber takes over are held, so the first
+ * one is never lost.
+ *
+ * A transform that throws, or whose effect fails, costs only its datagram:
+ * it is logged with the sender and the cause, not answered, and every other
+ * datagram is served. A transform effect runs in a fiber of its own, at most
+ * `MAX_IN_FLIGHT` at once (a datagram past that is not answered, and
+ * counted), interrupted when the server stops. The rate limiter and the
+ * warning throttle read Effect's `Clock`.
  *
  * Each datagram is answered in the socket's own `message` callback, with no
  * queue of our own and no waiting for the send: a fiber step per datagram
@@ -17,15 +25,23 @@
  * `receiveBufferBytes`, is the bounded receive queue; what overflows it the
  * kernel drops and counts (`UdpDrops`).
  */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Dgram from "node:dgram"
 import * as Net from "node:net"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"
+import * as Options from "./Options.ts"
 import { Transform, type TransformShape } from "./Transform.ts"
 import * as UdpDrops from "./UdpDrops.ts"
 import * as UdpGuard from "./UdpGuard.ts"
@@ -49,6 +65,18 @@ export interface UdpServerOptions {
   readonly rateLimit?: UdpGuard.RateLimit | undefined
 }
 
+/** The options as `make` checks them. */
+export const UdpServerOptions = Schema.Struct({
+  host: Schema.optional(Options.Host),
+  port: Schema.optional(Options.ServerPort),
+  maxDatagramBytes: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65_507 }))),
+  receiveBufferBytes: Schema.optional(Options.PositiveInt),
+  rateLimit: Schema.optional(Schema.Struct({
+    perSecond: Schema.Finite.check(Schema.isGreaterThan(0)),
+    burst: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(1)),
+  })),
+})
+
 /** Counters of a running server. */
 export interface UdpServerStats {
   readonly received: number
@@ -63,14 +91,26 @@ export interface UdpServerStats {
   readonly rateLimited: number
   /** Not answered: the reply would have been more than 3x the request. */
   readonly amplificationGuarded: number
+  /** Not answered: the transform threw or its effect failed. */
+  readonly failed: number
+  /** Not answered: `MAX_IN_FLIGHT` transform effects were already running. */
+  readonly overloaded: number
 }
 
 /** A running UDP server. */
 export class UdpServer extends Context.Service<UdpServer, {
   /** The bound address (with the real port when 0 was asked for). */
   readonly address: Endpoint.Endpoint
-  readonly stats: () => UdpServerStats
+  readonly stats: Effect.Effect<UdpServerStats>
 }>()("caps/UdpServer") {}
+
+/** Transform effects running at once; a datagram past that is not answered. */
+export const MAX_IN_FLIGHT = 4096
+
+/** Everything `make` can fail with. */
+export type UdpServerError = CapsError.BindError | CapsError.NameNotResolved | CapsError.InvalidOption
+
+const decodeOptions = Options.decode(UdpServerOptions, "UdpServer")
 
 const encoder = new TextEncoder()
 
@@ -145,13 +185,13 @@ const refusalReason: Record<UdpGuard.Refusal, string> = {
 }
 
 /** Binds, then serves in a fiber of the current scope. */
-export const make = (
-  options: UdpServerOptions = {},
-): Effect.Effect<UdpServer["Service"], CapsError.BindError, Scope.Scope | Transform> =>
-  Effect.gen(function* () {
+export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Service"], UdpServerError, Scope.Scope> =
+  Effect.fn("UdpServer.make")(function* (given: UdpServerOptions = {}) {
+    const options = yield* decodeOptions(given)
     const transform: TransformShape = yield* Transform
+    const clock = yield* Clock.Clock
     const port = options.port ?? 12000
-    const maxBytes = Math.min(options.maxDatagramBytes ?? MAX_UDP_PAYLOAD, MAX_UDP_PAYLOAD)
+    const maxBytes = options.maxDatagramBytes ?? MAX_UDP_PAYLOAD
     const bound = yield* ListenAddress.bind(
       options.host,
       (host) => bindSocket(host, port, options.receiveBufferBytes),
@@ -168,16 +208,65 @@ export const make = (
       loopGuarded: 0,
       rateLimited: 0,
       amplificationGuarded: 0,
+      failed: 0,
+      overloaded: 0,
     }
+    const now = () => clock.currentTimeMillisUnsafe()
     const guard = new UdpGuard.UdpGuard({ serverPort: address.port, rateLimit: options.rateLimit })
-    const runLog = Effect.runForkWith(yield* Effect.context<never>())
-    const throttle = new WarningThrottle((message) => runLog(Effect.logWarning(message)))
+    const runFork = Effect.runForkWith(yield* Effect.context<never>())
+    const throttle = new WarningThrottle((message) => runFork(Effect.logWarning(message)), now)
     const peerOf = (from: Dgram.RemoteInfo) => Endpoint.format(Endpoint.make(from.address, from.port, "udp"))
+    const inFlight = new Set<Fiber.Fiber<string, unknown>>()
+
+    // A transform that failed costs its datagram only: logged (throttled) with the sender and the cause.
+    const failed = (from: Dgram.RemoteInfo, cause: Cause.Cause<unknown>) => {
+      stats.failed++
+      const suppressed = throttle.take("TransformFailed")
+      if (suppressed === undefined) return
+      const more = suppressed > 0 ? ` (and ${suppressed} more like it since the last such line)` : ""
+      runFork(
+        Effect.logError(`transform failed for ${peerOf(from)}: datagram not answered${more}`, cause).pipe(
+          Effect.annotateLogs({ peer: peerOf(from), transport: "udp" }),
+        ),
+      )
+    }
+
+    const send = (text: string, size: number, from: Dgram.RemoteInfo) => {
+      const reply = encoder.encode(text)
+      if (!guard.replyFits(size, reply.length)) {
+        stats.amplificationGuarded++
+        return throttle.warn(
+          "Amplification",
+          () =>
+            `not answering ${peerOf(from)}: a ${reply.length}-byte reply to ${size} bytes exceeds the ` +
+            `${UdpGuard.AMPLIFICATION_FACTOR}x amplification bound`,
+        )
+      }
+      socket.send(reply, from.port, from.address)
+      stats.answered++
+    }
+
+    const runTransform = (effect: Effect.Effect<string, unknown>, size: number, from: Dgram.RemoteInfo) => {
+      if (inFlight.size >= MAX_IN_FLIGHT) {
+        stats.overloaded++
+        return throttle.warn(
+          "Overloaded",
+          () => `not answering ${peerOf(from)}: ${MAX_IN_FLIGHT} transform effects are already running`,
+        )
+      }
+      const fiber = runFork(effect)
+      inFlight.add(fiber)
+      fiber.addObserver((exit) => {
+        if (!inFlight.delete(fiber)) return // interrupted at shutdown
+        if (Exit.isSuccess(exit)) send(exit.value, size, from)
+        else failed(from, exit.cause)
+      })
+    }
 
     // Every datagram passes here: guard, decode, transform, guard again, reply.
     const answer = (payload: Buffer, from: Dgram.RemoteInfo) => {
       stats.received++
-      const refusal = guard.admit(from.address, from.port, Date.now())
+      const refusal = guard.admit(from.address, from.port, now())
       if (refusal !== undefined) {
         if (refusal === "RateLimited") stats.rateLimited++
         else stats.loopGuarded++
@@ -194,18 +283,18 @@ export const make = (
         stats.malformed++
         throttle.warn("Malformed", () => `invalid UTF-8 from ${peerOf(from)}: replaced with U+FFFD and answered`)
       }
-      const reply = encoder.encode(transform.apply(decoded.text))
-      if (!guard.replyFits(size, reply.length)) {
-        stats.amplificationGuarded++
-        return throttle.warn(
-          "Amplification",
-          () =>
-            `not answering ${peerOf(from)}: a ${reply.length}-byte reply to ${size} bytes exceeds the ` +
-            `${UdpGuard.AMPLIFICATION_FACTOR}x amplification bound`,
-        )
+      const reply = transform.apply(decoded.text)
+      if (typeof reply === "string") send(reply, size, from)
+      else runTransform(reply, size, from)
+    }
+
+    // A callback must never throw into the event loop: whatever goes wrong costs this datagram only.
+    const onMessage = (payload: Buffer, from: Dgram.RemoteInfo) => {
+      try {
+        answer(payload, from)
+      } catch (defect) {
+        failed(from, Cause.die(defect))
       }
-      socket.send(reply, from.port, from.address)
-      stats.answered++
     }
 
     const onSendError = (error: Error) => {
@@ -216,15 +305,18 @@ export const make = (
     // The serve loop: runs until interrupted, which detaches it; the scope then closes the socket.
     const serve = Effect.callback<never>(() => {
       socket.off("message", bound.hold)
-      socket.on("message", answer)
+      socket.on("message", onMessage)
       socket.on("error", onSendError)
-      for (const [payload, from] of bound.held.splice(0)) answer(payload, from)
+      for (const [payload, from] of bound.held.splice(0)) onMessage(payload, from)
       return Effect.sync(() => {
-        socket.off("message", answer)
+        socket.off("message", onMessage)
         socket.off("error", onSendError)
         // Anything arriving until the socket closes is not served.
         socket.on("message", () => {})
         socket.on("error", () => {})
+        const running = [...inFlight]
+        inFlight.clear()
+        for (const fiber of running) fiber.interruptUnsafe()
       })
     })
 
@@ -237,9 +329,38 @@ export const make = (
           `${stats.answered} answered, ${dropped() ?? "unknown"} dropped by the kernel (receive buffer full)`,
       )
     )
-    return UdpServer.of({ address, stats: () => ({ ...stats, dropped: dropped() }) })
+    return UdpServer.of({ address, stats: Effect.sync(() => ({ ...stats, dropped: dropped() })) })
   })
 
 /** A layer that runs a UDP server for as long as it is in use. */
-export const layer = (options: UdpServerOptions = {}): Layer.Layer<UdpServer, CapsError.BindError, Transform> =>
+export const layer = (options: UdpServerOptions = {}): Layer.Layer<UdpServer, UdpServerError> =>
   Layer.effect(UdpServer, make(options))
+
+const zeroMeansUnset = (value: number): number | undefined => value === 0 ? undefined : value
+
+/**
+ * The server's settings from the environment, as the CLI reads them: `CAPS_HOST`, `CAPS_PORT`,
+ * `CAPS_MAX_DATAGRAM_BYTES`, `CAPS_RECEIVE_BUFFER_BYTES` and `CAPS_RATE_LIMIT` (0 for the default, no limit).
+ */
+export const config: Config.Config<UdpServerOptions> = Config.all({
+  host: Config.option(Config.String(Options.envVarOf("host"))).pipe(Config.map(Option.getOrUndefined)),
+  port: Config.Int(Options.envVarOf("port")).pipe(Config.withDefault(12000)),
+  maxDatagramBytes: Config.Int(Options.envVarOf("max-datagram-bytes")).pipe(Config.withDefault(MAX_UDP_PAYLOAD)),
+  receiveBufferBytes: Config.Int(Options.envVarOf("receive-buffer-bytes")).pipe(
+    Config.withDefault(0),
+    Config.map(zeroMeansUnset),
+  ),
+  rateLimit: Config.Int(Options.envVarOf("rate-limit")).pipe(
+    Config.withDefault(0),
+    Config.map((perSecond) => perSecond === 0 ? undefined : rateLimitOf(perSecond)),
+  ),
+})
+
+/** The CLI's rate limit: `perSecond` sustained, bursts of twice that. */
+export const rateLimitOf = (perSecond: number): UdpGuard.RateLimit => ({ perSecond, burst: 2 * perSecond })
+
+/** A layer that runs a UDP server configured by `config` (the `CAPS_*` variables, through the `ConfigProvider`). */
+export const layerConfig: Layer.Layer<UdpServer, UdpServerError | Config.ConfigError> = Layer.effect(
+  UdpServer,
+  Effect.flatMap(config, make),
+)

@@ -18,16 +18,25 @@ export class WarningThrottle {
     this.#now = now
   }
 
-  /** Logs `message()` unless a warning of this kind was logged less than a second ago. */
-  warn(kind: string, message: () => string): void {
+  /**
+   * Whether a line of this kind may be logged now: `undefined` if one was logged less than a second ago
+   * (it is counted as held back), else how many were held back since the last one.
+   */
+  take(kind: string): number | undefined {
     const now = this.#now()
     const entry = this.#last.get(kind)
     if (entry !== undefined && now - entry.at < 1000) {
       entry.suppressed++
-      return
+      return undefined
     }
-    const suppressed = entry?.suppressed ?? 0
-    this.#log(suppressed > 0 ? `${message()} (and ${suppressed} more like it since the last such line)` : message())
     this.#last.set(kind, { at: now, suppressed: 0 })
+    return entry?.suppressed ?? 0
+  }
+
+  /** Logs `message()` unless a warning of this kind was logged less than a second ago. */
+  warn(kind: string, message: () => string): void {
+    const suppressed = this.take(kind)
+    if (suppressed === undefined) return
+    this.#log(suppressed > 0 ? `${message()} (and ${suppressed} more like it since the last such line)` : message())
   }
 }

@@ -12,7 +12,7 @@ import * as TcpServer from "../src/TcpServer.ts"
 import * as Transform from "../src/Transform.ts"
 import * as UdpServer from "../src/UdpServer.ts"
 import { sleep, tcpExchange, udpExchange } from "./support/Sockets.ts"
-import { tcpServer, udpServer } from "./support/Servers.ts"
+import { statsOf, tcpServer, udpServer } from "./support/Servers.ts"
 
 const decodeAll = (bytes: Uint8Array): string => new TextDecoder("utf-8", { ignoreBOM: true }).decode(bytes)
 /** What a streaming decoder has given out before the end of the stream: a trailing partial character waits. */
@@ -158,7 +158,7 @@ describe("fuzzing the TCP server", () => {
             { seed: 20_240_611, numRuns: 150, ...bounded },
           )
         )
-        assert.strictEqual(server.stats().connectionsTotal, 150)
+        assert.strictEqual(statsOf(server).connectionsTotal, 150)
         const reply = yield* Effect.promise(() => tcpExchange(port, ["still alive"], { halfClose: true }))
         assert.strictEqual(reply.data.toString(), "STILL ALIVE")
       }).pipe(Effect.provide(tcpServer())),
@@ -225,7 +225,7 @@ describe("fuzzing the UDP server", () => {
             { seed: 1_984, numRuns: 300, ...bounded },
           )
         )
-        const stats = server.stats()
+        const stats = statsOf(server)
         assert.strictEqual(stats.received, 300)
         assert.strictEqual(stats.answered, 300)
         assert.strictEqual(stats.amplificationGuarded, 0, "upper-casing never grows UTF-8 more than 3x")

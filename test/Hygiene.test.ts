@@ -16,16 +16,16 @@ import {
   tcpExchange,
   waitUntil,
 } from "./support/Sockets.ts"
-import { withTcpServer } from "./support/Servers.ts"
+import { statsOf, withTcpServer } from "./support/Servers.ts"
 
 const noPython = skipWithoutPython("the killed-client test of Hygiene.test.ts")
 
 /** Waits until the server holds no connection, then checks that no descriptor was left behind. */
 const settled = (server: TcpServer.TcpServer["Service"], socketsBefore: number) =>
   Effect.promise(async () => {
-    await waitUntil(() => server.stats().connectionsOpen === 0, 5000, "every connection closed by the server")
+    await waitUntil(() => statsOf(server).connectionsOpen === 0, 5000, "every connection closed by the server")
     await socketsBackTo(socketsBefore)
-    assert.strictEqual(server.stats().connectionsOpen, 0)
+    assert.strictEqual(statsOf(server).connectionsOpen, 0)
   })
 
 /** The server answers a normal request. */
@@ -55,11 +55,11 @@ const warmUp = (server: TcpServer.TcpServer["Service"]) =>
   Effect.promise(async () => {
     await sleep(Math.max(0, 1500 - process.uptime() * 1000))
     for (let i = 0; i < 4; i++) {
-      const total = server.stats().connectionsTotal + 100
+      const total = statsOf(server).connectionsTotal + 100
       await Promise.all(Array.from({ length: 100 }, () => connectAndClose(server.address.port)))
-      await waitUntil(() => server.stats().connectionsTotal >= total, 5000, "the warm-up connections accepted")
+      await waitUntil(() => statsOf(server).connectionsTotal >= total, 5000, "the warm-up connections accepted")
     }
-    await waitUntil(() => server.stats().connectionsOpen === 0, 5000, "the warm-up connections closed")
+    await waitUntil(() => statsOf(server).connectionsOpen === 0, 5000, "the warm-up connections closed")
   })
 
 // A client process that writes as fast as it can and never reads, until it is killed.
@@ -81,23 +81,23 @@ describe("TcpServer descriptor and fiber hygiene", () => {
           const port = server.address.port
           const batch = (size: number) =>
             Effect.promise(async () => {
-              const total = server.stats().connectionsTotal + size
+              const total = statsOf(server).connectionsTotal + size
               await Promise.all(Array.from({ length: size }, () => connectAndClose(port)))
               // A cycle ends when the server has accepted the connection too: a client can connect and close
               // before it is accepted, and without this the kernel's accept queue overflows (SYNs dropped, 1 s
               // retransmits) because the clients outrun the server in this same process.
-              await waitUntil(() => server.stats().connectionsTotal >= total, 5000, "the server to accept the batch")
+              await waitUntil(() => statsOf(server).connectionsTotal >= total, 5000, "the server to accept the batch")
             })
           yield* warmUp(server)
-          const totalBefore = server.stats().connectionsTotal
+          const totalBefore = statsOf(server).connectionsTotal
           const socketsBefore = openSockets()
           const started = Date.now()
           for (let i = 0; i < 40; i++) yield* batch(250)
           const millis = Date.now() - started
           yield* settled(server, socketsBefore)
           console.log(`10,000 connect/disconnect cycles in ${millis} ms; sockets ${socketsBefore} -> ${openSockets()}`)
-          assert.strictEqual(server.stats().connectionsTotal - totalBefore, 10_000)
-          assert.strictEqual(server.stats().connectionsRejected, 0)
+          assert.strictEqual(statsOf(server).connectionsTotal - totalBefore, 10_000)
+          assert.strictEqual(statsOf(server).connectionsRejected, 0)
           yield* alive(port)
         })
       ),
@@ -111,7 +111,7 @@ describe("TcpServer descriptor and fiber hygiene", () => {
         yield* warmUp(server)
         const socketsBefore = openSockets()
         const sockets = yield* Effect.promise(() => Promise.all(Array.from({ length: 200 }, () => tcpConnect(port))))
-        yield* Effect.promise(() => waitUntil(() => server.stats().connectionsOpen === 200, 3000, "200 connections"))
+        yield* Effect.promise(() => waitUntil(() => statsOf(server).connectionsOpen === 200, 3000, "200 connections"))
         for (const [i, socket] of sockets.entries()) {
           socket.write(`half a sentence from client ${i}, then a reset`)
           socket.resetAndDestroy()
@@ -161,7 +161,7 @@ describe("TcpServer descriptor and fiber hygiene", () => {
               "the writers connected",
             )
           )
-          yield* Effect.promise(() => waitUntil(() => server.stats().connectionsOpen === 5, 3000, "5 connections"))
+          yield* Effect.promise(() => waitUntil(() => statsOf(server).connectionsOpen === 5, 3000, "5 connections"))
           // Let them write until the server holds back (it answers to writers that never read).
           yield* Effect.promise(() => sleep(200))
           yield* Effect.promise(() => Promise.all(writers.map((writer) => writer.kill("SIGKILL"))))

@@ -28,7 +28,7 @@ import {
   waitUntil,
 } from "./support/Sockets.ts"
 import { logCapture } from "./support/Logs.ts"
-import { tcpServer, withTcpServer } from "./support/Servers.ts"
+import { statsOf, tcpServer, withTcpServer } from "./support/Servers.ts"
 
 const noPython = skipWithoutPython("the slow-reader memory test of Limits.test.ts")
 
@@ -74,7 +74,7 @@ describe("TcpServer connection limit", () => {
         const port = server.address.port
         const held = [yield* connection(port), yield* connection(port), yield* connection(port)]
         assert.strictEqual(yield* ask(held[0], "one"), "ONE")
-        yield* Effect.promise(() => waitUntil(() => server.stats().connectionsOpen === 3, 2000, "three open"))
+        yield* Effect.promise(() => waitUntil(() => statsOf(server).connectionsOpen === 3, 2000, "three open"))
 
         const started = Date.now()
         const turnedAway = yield* Effect.forEach(
@@ -90,16 +90,16 @@ describe("TcpServer connection limit", () => {
         )
         assert.isBelow(Date.now() - started, 1000, "closed at once, not left waiting")
         assert.deepStrictEqual(turnedAway, Array(10).fill(0), "each was closed without a byte")
-        assert.strictEqual(server.stats().connectionsRejected, 10)
+        assert.strictEqual(statsOf(server).connectionsRejected, 10)
         const warnings = logs.logged.filter((line) => line.includes("connection limit of 3 reached"))
         assert.strictEqual(warnings.length, 1, `logged at most once a second:\n${logs.logged.join("\n")}`)
 
         // The connections being served were not disturbed.
         assert.strictEqual(yield* ask(held[1], "two"), "TWO")
         held[2].destroy()
-        yield* Effect.promise(() => waitUntil(() => server.stats().connectionsOpen === 2, 2000, "a slot freed"))
+        yield* Effect.promise(() => waitUntil(() => statsOf(server).connectionsOpen === 2, 2000, "a slot freed"))
         yield* alive(port)
-        assert.strictEqual(server.stats().connectionsRejected, 10)
+        assert.strictEqual(statsOf(server).connectionsRejected, 10)
       }), { maxConnections: 3 }).pipe(Effect.provide(logs.layer))
   })
 })
@@ -122,7 +122,7 @@ describe("TcpServer idle timeout", () => {
         assert.isAtLeast(idleMillis, 250)
         assert.isBelow(idleMillis, 1000)
         assert.strictEqual(yield* ask(active, "after"), "AFTER", "the active connection is still served")
-        assert.strictEqual(server.stats().idleTimeouts, 1)
+        assert.strictEqual(statsOf(server).idleTimeouts, 1)
         yield* alive(port)
       }), { idleTimeout: "300 millis" }))
 
@@ -133,9 +133,9 @@ describe("TcpServer idle timeout", () => {
         stuck.on("error", () => {})
         stuck.pause()
         stuck.write(Buffer.alloc(8 * 1024 * 1024, 0x61))
-        yield* Effect.promise(() => waitUntil(() => server.stats().idleTimeouts === 1, 3000, "the idle timeout"))
+        yield* Effect.promise(() => waitUntil(() => statsOf(server).idleTimeouts === 1, 3000, "the idle timeout"))
         yield* Effect.promise(() =>
-          waitUntil(() => server.stats().connectionsOpen === 0, 1000, "the connection closed")
+          waitUntil(() => statsOf(server).connectionsOpen === 0, 1000, "the connection closed")
         )
         yield* alive(server.address.port)
       }), { idleTimeout: "300 millis" }))

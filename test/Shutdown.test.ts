@@ -11,6 +11,7 @@ import * as Transform from "../src/Transform.ts"
 import { lines, startCaps } from "./support/Process.ts"
 import { closedByPeer, connection, readAtLeast, refused, sleep, tcpExchange, waitUntil } from "./support/Sockets.ts"
 import { logCapture } from "./support/Logs.ts"
+import { statsOf } from "./support/Servers.ts"
 
 const MiB = 1024 * 1024
 const SUMMARY = /stopped in (\d+) ms: (\d+) of (\d+) open connections closed cleanly, (\d+) cut at the (\d+) ms drain/
@@ -80,7 +81,7 @@ describe("TcpServer shutdown by closing its scope", () => {
       slow.write(Buffer.alloc(8 * MiB, 0x61))
       const reply = yield* Effect.promise(() => tcpExchange(port, ["alive"], { halfClose: true }))
       assert.strictEqual(reply.data.toString(), "ALIVE")
-      yield* Effect.promise(() => waitUntil(() => server.stats().connectionsOpen === 2, 2000, "two open connections"))
+      yield* Effect.promise(() => waitUntil(() => statsOf(server).connectionsOpen === 2, 2000, "two open connections"))
       yield* Effect.promise(() => sleep(100))
 
       const started = Date.now()
@@ -95,7 +96,7 @@ describe("TcpServer shutdown by closing its scope", () => {
       assert.isBelow(idleMillis, 500, "the idle connection is closed at once, not at the deadline")
       assert.isAtLeast(closeMillis, 950, "the slow reader is waited for until the deadline")
       assert.isBelow(closeMillis, 3000, "and no longer")
-      assert.strictEqual(server.stats().connectionsOpen, 0)
+      assert.strictEqual(statsOf(server).connectionsOpen, 0)
       const summaries = logs.logged.filter((line) => SUMMARY.test(line))
       assert.strictEqual(summaries.length, 1, logs.logged.join("\n"))
       const [, , clean, open, cut, deadline] = SUMMARY.exec(summaries[0]) ?? []

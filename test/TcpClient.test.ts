@@ -7,7 +7,7 @@ import * as Net from "node:net"
 import * as TcpClient from "../src/TcpClient.ts"
 import * as TcpServer from "../src/TcpServer.ts"
 import { openSockets, socketsBackTo, unusedPort } from "./support/Sockets.ts"
-import { tcpServer } from "./support/Servers.ts"
+import { statsOf, tcpServer } from "./support/Servers.ts"
 
 /** A raw TCP server on 127.0.0.1 whose connections are handled by `onConnection`; closed with the scope. */
 const rawServer = (onConnection: (socket: Net.Socket, index: number) => void) =>
@@ -61,7 +61,7 @@ describe("TcpClient", () => {
       assert.strictEqual(yield* tcp.request("one"), "ONE")
       assert.strictEqual(yield* tcp.request("two straße"), "TWO STRASSE")
       assert.strictEqual(yield* tcp.request(""), "")
-      assert.strictEqual(server.stats().connectionsTotal, 1)
+      assert.strictEqual(statsOf(server).connectionsTotal, 1)
     }).pipe(
       Effect.scoped,
       Effect.provide(

@@ -15,7 +15,7 @@ import {
   tcpConnect,
   tcpExchange,
 } from "./support/Sockets.ts"
-import { withTcpServer } from "./support/Servers.ts"
+import { statsOf, withTcpServer } from "./support/Servers.ts"
 
 const utf8 = (s: string) => new TextEncoder().encode(s)
 
@@ -63,7 +63,7 @@ describe("TcpServer", () => {
             }))
           )
           replies.forEach((reply, i) => assert.strictEqual(reply.toString(), `CLIENT ${i}\n`))
-          assert.strictEqual(server.stats().connectionsOpen, 150)
+          assert.strictEqual(statsOf(server).connectionsOpen, 150)
         } finally {
           for (const socket of sockets) socket.destroy()
         }
@@ -112,7 +112,7 @@ describe("TcpServer", () => {
         assert.strictEqual(bad.data.toString(), "A\uFFFD\uFFFDB")
         const good = yield* Effect.promise(() => tcpExchange(server.address.port, ["ok"], { halfClose: true }))
         assert.strictEqual(good.data.toString(), "OK")
-        assert.strictEqual(server.stats().malformedConnections, 1)
+        assert.strictEqual(statsOf(server).malformedConnections, 1)
       })
     ))
 

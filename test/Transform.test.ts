@@ -1,7 +1,7 @@
 // The transforms on their own: `upper` equals Python's str.upper() for
 // arbitrary Unicode, its ASCII fast path agrees with it, and `count` counts.
 import { assert, describe, it } from "@effect/vitest"
-import { Result } from "effect"
+import { Effect, Result } from "effect"
 import * as fc from "fast-check"
 import * as Transform from "../src/Transform.ts"
 import { expectedUpper } from "./support/Oracle.ts"
@@ -28,10 +28,29 @@ describe("Transform", () => {
   })
 
   it("count counts one letter, case-sensitively, including non-ASCII letters", () => {
-    assert.strictEqual(Transform.count("s").apply("she sells sea shells"), "6")
-    assert.strictEqual(Transform.count("s").apply("SSS"), "0")
-    assert.strictEqual(Transform.count("ß").apply("straße ß"), "2")
-    assert.strictEqual(Transform.count("😀").apply("😀a😀"), "2")
+    const count = (letter: string) => Effect.runSync(Transform.count(letter))
+    assert.strictEqual(count("s").apply("she sells sea shells"), "6")
+    assert.strictEqual(count("s").apply("SSS"), "0")
+    assert.strictEqual(count("ß").apply("straße ß"), "2")
+    assert.strictEqual(count("😀").apply("😀a😀"), "2")
+  })
+
+  it("count refuses anything but one character with InvalidOption (an empty letter would loop forever)", () => {
+    for (const bad of ["", "ab", "\n"]) {
+      const error = Effect.runSync(Effect.flip(Transform.count(bad)))
+      assert.strictEqual(error._tag, "InvalidOption")
+      assert.strictEqual(error.option, "Transform.count.letter")
+    }
+  })
+
+  it("make refuses a transform without a name, a framing or an apply function", () => {
+    const bad = [
+      { name: "", framing: "line", apply: (s: string) => s },
+      { name: "x", framing: "words", apply: (s: string) => s },
+      { name: "x", framing: "line", apply: "upper" },
+    ] as unknown as ReadonlyArray<Transform.TransformShape>
+    const options = bad.map((transform) => Effect.runSync(Effect.flip(Transform.make(transform))).option)
+    assert.deepStrictEqual(options, ["Transform.name", "Transform.framing", "Transform.apply"])
   })
 
   it("parses specs and rejects unknown ones with a message", () => {

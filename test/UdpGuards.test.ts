@@ -13,6 +13,7 @@ import * as UdpServer from "../src/UdpServer.ts"
 import { hasPython, isDeno } from "./support/Process.ts"
 import { sleep, udpExchange, waitUntil } from "./support/Sockets.ts"
 import { logCapture } from "./support/Logs.ts"
+import { statsOf } from "./support/Servers.ts"
 
 const server = (options: UdpServer.UdpServerOptions, transform: Transform.TransformShape = Transform.upper) =>
   UdpServer.make({ host: "127.0.0.1", port: 0, ...options }).pipe(Effect.provide(Transform.layer(transform)))
@@ -124,10 +125,10 @@ describe("UdpServer receive queue", () => {
       const port = udp.address.port
       const sent = 5000
       yield* burst(port, sent)
-      const accounted = () => udp.stats().received + (udp.stats().dropped ?? 0)
+      const accounted = () => statsOf(udp).received + (statsOf(udp).dropped ?? 0)
       yield* Effect.promise(() => waitUntil(() => accounted() >= sent, 5000, "every datagram served or dropped"))
       yield* Effect.promise(() => sleep(100))
-      const stats = udp.stats()
+      const stats = statsOf(udp)
       console.log(
         `receive buffer of 4 KiB: ${sent} sent, ${stats.received} served, ${stats.dropped} dropped, ` +
           `${stats.answered} answered`,
@@ -145,14 +146,14 @@ describe("UdpServer receive queue", () => {
       const b = yield* server({ host: "127.0.0.2", port, receiveBufferBytes: 4096 })
       yield* burst(port, 2000, "127.0.0.2")
       yield* Effect.promise(() =>
-        waitUntil(() => b.stats().received + (b.stats().dropped ?? 0) >= 2000, 5000, "the burst served or dropped")
+        waitUntil(() => statsOf(b).received + (statsOf(b).dropped ?? 0) >= 2000, 5000, "the burst served or dropped")
       )
-      assert.isAbove(b.stats().dropped ?? 0, 0, "the burst overflowed B's buffer")
-      assert.strictEqual(a.stats().received, 0)
+      assert.isAbove(statsOf(b).dropped ?? 0, 0, "the burst overflowed B's buffer")
+      assert.strictEqual(statsOf(a).received, 0)
       assert.strictEqual(
-        a.stats().dropped,
+        statsOf(a).dropped,
         0,
-        `A (127.0.0.1:${port}) received nothing yet reports B's ${b.stats().dropped} drops as its own`,
+        `A (127.0.0.1:${port}) received nothing yet reports B's ${statsOf(b).dropped} drops as its own`,
       )
       yield* alive(port, "127.0.0.1")
     }))
@@ -171,7 +172,7 @@ describe("UdpServer amplification guard", () => {
       const udp = yield* server({}, amplifier)
       const client = yield* udpSocket("127.0.0.1")
       assert.strictEqual(yield* sendAndListen(client, udp.address.port, "please amplify me", 300), 0)
-      assert.strictEqual(udp.stats().amplificationGuarded, 1)
+      assert.strictEqual(statsOf(udp).amplificationGuarded, 1)
       assert.strictEqual(yield* sendAndListen(client, udp.address.port, "small", 300), 1)
       assert.strictEqual(client.received.at(-1)?.toString(), "SMALL")
       assert.isTrue(logs.logged.some((line) => line.includes("amplification bound")), logs.logged.join("\n"))
@@ -189,13 +190,13 @@ describe("UdpServer loop guard", () => {
         console.warn("UdpGuards.test.ts: cannot bind a port below 1024 (not root): the reserved-port case is skipped")
       } else {
         assert.strictEqual(yield* sendAndListen(reserved, port, "from a service port"), 0)
-        assert.strictEqual(udp.stats().loopGuarded, 1)
+        assert.strictEqual(statsOf(udp).loopGuarded, 1)
       }
       // The server holds 127.0.0.1:port; the same port number on 127.0.0.2 is free.
       const ownPort = yield* udpSocket("127.0.0.2", port)
       assert.strictEqual(yield* sendAndListen(ownPort, port, "from the server's own port"), 0)
-      assert.strictEqual(udp.stats().loopGuarded, reserved === undefined ? 1 : 2)
-      assert.strictEqual(udp.stats().answered, 0)
+      assert.strictEqual(statsOf(udp).loopGuarded, reserved === undefined ? 1 : 2)
+      assert.strictEqual(statsOf(udp).answered, 0)
       yield* alive(port)
     }))
 
@@ -211,12 +212,12 @@ describe("UdpServer loop guard", () => {
         yield* forge("127.0.0.1", port, "127.0.0.2", port, "ping from a")
         yield* Effect.promise(() => sleep(500))
         assert.deepStrictEqual(
-          [a.stats().received, b.stats().received],
+          [statsOf(a).received, statsOf(b).received],
           [1, 1],
           "each server received only the forged datagram",
         )
-        assert.deepStrictEqual([a.stats().answered, b.stats().answered], [0, 0])
-        assert.deepStrictEqual([a.stats().loopGuarded, b.stats().loopGuarded], [1, 1])
+        assert.deepStrictEqual([statsOf(a).answered, statsOf(b).answered], [0, 0])
+        assert.deepStrictEqual([statsOf(a).loopGuarded, statsOf(b).loopGuarded], [1, 1])
         yield* alive(port, "127.0.0.1")
         yield* alive(port, "127.0.0.2")
       }),
@@ -230,12 +231,12 @@ describe("UdpServer rate limit", () => {
       const port = udp.address.port
       const flooder = yield* udpSocket("127.0.0.1")
       for (let i = 0; i < 30; i++) flooder.socket.send(`request ${i}`, port, "127.0.0.1")
-      yield* Effect.promise(() => waitUntil(() => udp.stats().received === 30, 2000, "the burst received"))
+      yield* Effect.promise(() => waitUntil(() => statsOf(udp).received === 30, 2000, "the burst received"))
       yield* Effect.promise(() => sleep(100))
       const answered = flooder.received.length
       assert.isAtLeast(answered, 5, "the burst allowance is served")
       assert.isAtMost(answered, 7, "and little more than the burst plus what refills meanwhile")
-      assert.strictEqual(udp.stats().rateLimited, 30 - answered)
+      assert.strictEqual(statsOf(udp).rateLimited, 30 - answered)
       const other = yield* Effect.promise(() => udpExchange(port, "another source", { from: "127.0.0.2" }))
       assert.strictEqual(other.toString(), "ANOTHER SOURCE")
     }))
@@ -248,7 +249,7 @@ describe("UdpServer oversized datagrams", () => {
       const udp = yield* server({ maxDatagramBytes: 100 })
       const client = yield* udpSocket("127.0.0.1")
       for (let i = 0; i < 50; i++) client.socket.send(Buffer.alloc(101 + i, 0x61), udp.address.port, "127.0.0.1")
-      yield* Effect.promise(() => waitUntil(() => udp.stats().tooLarge === 50, 2000, "50 datagrams refused"))
+      yield* Effect.promise(() => waitUntil(() => statsOf(udp).tooLarge === 50, 2000, "50 datagrams refused"))
       yield* Effect.promise(() => sleep(100))
       assert.strictEqual(client.received.length, 0)
       const warnings = logs.logged.filter((line) => line.includes("from 127.0.0.1:") && line.includes("not answered"))
@@ -262,7 +263,7 @@ describe("UdpServer oversized datagrams", () => {
       const udp = yield* server({ host: "::1" })
       const client = yield* udpSocket("::1")
       assert.strictEqual(yield* sendAndListen(client, udp.address.port, Buffer.alloc(65_527, 0x61), 300, "::1"), 0)
-      assert.strictEqual(udp.stats().tooLarge, 1)
+      assert.strictEqual(statsOf(udp).tooLarge, 1)
       yield* alive(udp.address.port, "::1")
     }))
 })
