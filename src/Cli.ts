@@ -20,6 +20,7 @@ import * as Flag from "effect/cli/Flag"
 import * as ClientSession from "./ClientSession.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"
+import * as Options from "./Options.ts"
 import * as TcpClient from "./TcpClient.ts"
 import * as TcpServer from "./TcpServer.ts"
 import * as Transform from "./Transform.ts"
@@ -27,7 +28,7 @@ import * as UdpClient from "./UdpClient.ts"
 import * as UdpServer from "./UdpServer.ts"
 
 /** The environment variable of a flag: `--max-line-bytes` is read from `CAPS_MAX_LINE_BYTES`. */
-export const envVarOf = (flag: string): string => `CAPS_${flag.toUpperCase().replaceAll("-", "_")}`
+export const envVarOf = Options.envVarOf
 
 /**
  * Rewrites a flag error whose value came from the environment so that it names the variable:
@@ -97,7 +98,7 @@ const secondsFlag = (name: string, description: string, fallback: number) =>
 
 const port = (schema: typeof ServerPort) => intFlag("port", "port number", 12000, schema)
 
-const seconds = (value: number) => Duration.millis(Math.round(value * 1000))
+const seconds = Options.seconds
 
 /** Flags of both servers. */
 const serverFlags = {
@@ -162,7 +163,7 @@ const udpLayer = (flags: ServerFlags & UdpFlags) =>
     port: flags.port,
     maxDatagramBytes: flags.maxDatagramBytes,
     receiveBufferBytes: flags.receiveBufferBytes === 0 ? undefined : flags.receiveBufferBytes,
-    rateLimit: flags.rateLimit === 0 ? undefined : { perSecond: flags.rateLimit, burst: 2 * flags.rateLimit },
+    rateLimit: flags.rateLimit === 0 ? undefined : UdpServer.rateLimitOf(flags.rateLimit),
   })
 
 const tcpLayer = (flags: ServerFlags & TcpFlags) =>
@@ -188,11 +189,11 @@ const message = Flag.String("message").pipe(
 /** Set by a server once it serves: stopping a serving server by a signal is its normal end. */
 export const shutdown = { byInterruptIsSuccess: false }
 
-const ready = (program: string, address: Endpoint.Endpoint, transformName: string) =>
+const ready = (program: string, address: Endpoint.Endpoint, flags: ServerFlags) =>
   Console.log(
     `caps ${program}: ready on ${Endpoint.format(address)} (${
-      ListenAddress.describe(address.host)
-    }), transform ${transformName}`,
+      ListenAddress.describe(address.host, Option.getOrUndefined(flags.host))
+    }), transform ${flags.transform.name}`,
   )
 
 const serveForever = Effect.sync(() => {
@@ -205,7 +206,7 @@ const udpServer = Command.make(
   (flags) =>
     Effect.gen(function* () {
       const server = yield* UdpServer.UdpServer
-      yield* ready("udp-server", server.address, flags.transform.name)
+      yield* ready("udp-server", server.address, flags)
       return yield* serveForever
     }).pipe(Effect.provide(udpLayer(flags).pipe(Layer.provide(Transform.layer(flags.transform))))),
 ).pipe(Command.withDescription("UDP server: answers each datagram with the transformed sentence"))
@@ -216,7 +217,7 @@ const tcpServer = Command.make(
   (flags) =>
     Effect.gen(function* () {
       const server = yield* TcpServer.TcpServer
-      yield* ready("tcp-server", server.address, flags.transform.name)
+      yield* ready("tcp-server", server.address, flags)
       return yield* serveForever
     }).pipe(Effect.provide(tcpLayer(flags).pipe(Layer.provide(Transform.layer(flags.transform))))),
 ).pipe(Command.withDescription("TCP server: serves many connections at once, answering the transformed stream"))
@@ -228,8 +229,8 @@ const serve = Command.make(
     Effect.gen(function* () {
       const udp = yield* UdpServer.UdpServer
       const tcp = yield* TcpServer.TcpServer
-      yield* ready("udp-server", udp.address, flags.transform.name)
-      yield* ready("tcp-server", tcp.address, flags.transform.name)
+      yield* ready("udp-server", udp.address, flags)
+      yield* ready("tcp-server", tcp.address, flags)
       return yield* serveForever
     }).pipe(
       // With port 0 each server takes whatever port it gets; otherwise both use the same number.

@@ -5,11 +5,20 @@
  * then the reply (after `From Server: ` for TCP), and again, until end of
  * input (Ctrl-D). With input from a pipe or file there is no prompt and no
  * prefix: each input line is sent and its reply printed on a line of its own,
- * so the output can be read by another program. The first failure ends the
- * session with its typed error.
+ * so the output can be read by another program.
+ *
+ * A failed sentence does not end the session, as the book's UDP pinger prints
+ * "Request timed out" and goes on. At a terminal the failure is one line on
+ * stderr and the prompt comes back. With piped input every input line still
+ * gives exactly one output line, in order, so line N of the output answers
+ * line N of the input: a failed sentence gives an empty line on stdout and
+ * `caps: line N: <what failed>` on stderr. At the end of input, if any
+ * sentence failed, the session fails with `SentencesFailed`, whose exit code is
+ * that of the first failure.
  */
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import * as Readline from "node:readline"
 
 /** The textbook's prompt, word for word. */
@@ -65,19 +74,51 @@ const stdinLines = Effect.acquireRelease(
 
 const write = (text: string) => Effect.sync(() => process.stdout.write(text))
 
+/** Some sentences of a session failed; `first` is the first failure, which gives the exit code. */
+export class SentencesFailed extends Schema.TaggedError<SentencesFailed>()("SentencesFailed", {
+  failed: Schema.Int,
+  sent: Schema.Int,
+  first: Schema.Unknown,
+}) {
+  override get message(): string {
+    return `${this.failed} of ${this.sent} ${this.sent === 1 ? "sentence" : "sentences"} failed`
+  }
+}
+
+const messageOf = (error: unknown): string => error instanceof Error ? error.message : String(error)
+
 /** Runs the session: sends each line of standard input and prints its reply, until end of input. */
-export const run = <E>(request: (sentence: string) => Effect.Effect<string, E>, options: SessionOptions) =>
+export const run = <E>(
+  request: (sentence: string) => Effect.Effect<string, E>,
+  options: SessionOptions,
+): Effect.Effect<void, SentencesFailed> =>
   Effect.gen(function* () {
     const interactive = options.interactive ?? process.stdin.isTTY === true
     const input = yield* stdinLines
+    let sent = 0
+    let failed = 0
+    let first: E | undefined
     while (true) {
       if (interactive) yield* write(PROMPT)
       const sentence = yield* input.next
       if (sentence === undefined) {
         if (interactive) yield* write("\n")
-        return
+        break
       }
-      const reply = yield* request(sentence)
-      yield* Console.log(interactive ? options.replyPrefix + reply : reply)
+      sent++
+      const outcome = yield* Effect.result(request(sentence))
+      if (outcome._tag === "Success") {
+        yield* Console.log(interactive ? options.replyPrefix + outcome.success : outcome.success)
+        continue
+      }
+      failed++
+      first ??= outcome.failure
+      if (interactive) {
+        yield* Console.error(`caps: ${messageOf(outcome.failure)}`)
+      } else {
+        yield* Console.error(`caps: line ${sent}: ${messageOf(outcome.failure)}`)
+        yield* Console.log("")
+      }
     }
+    if (failed > 0) return yield* new SentencesFailed({ failed, sent, first })
   }).pipe(Effect.scoped)

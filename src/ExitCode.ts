@@ -27,3 +27,14 @@ export const ofError: { readonly [Tag in CapsError.CapsError["_tag"]]: number } 
   ProtocolViolation: 14,
   InvalidOption: USAGE,
 }
+
+/**
+ * The exit code of a failure: its tag's code; a session whose sentences failed exits with its first
+ * failure's code; anything else is internal.
+ */
+export const ofFailure = (failure: unknown): number => {
+  const tagged = failure as { readonly _tag?: unknown; readonly first?: unknown }
+  if (tagged._tag === "SentencesFailed") return ofFailure(tagged.first)
+  const tag = tagged._tag
+  return typeof tag === "string" && tag in ofError ? ofError[tag as keyof typeof ofError] : INTERNAL
+}

@@ -45,9 +45,7 @@ const exitCodeOf = (exit: Exit.Exit<unknown, unknown>): number => {
   if (error._tag === "Some") {
     const failure = error.value
     if (CliError.isCliError(failure)) return ExitCode.USAGE
-    const tag = (failure as { _tag?: string })._tag
-    if (tag !== undefined && tag in ExitCode.ofError) return ExitCode.ofError[tag as keyof typeof ExitCode.ofError]
-    return ExitCode.INTERNAL
+    return ExitCode.ofFailure(failure)
   }
   if (Cause.hasInterruptsOnly(exit.cause)) {
     return Cli.shutdown.byInterruptIsSuccess ? ExitCode.SUCCESS : ExitCode.INTERRUPTED
