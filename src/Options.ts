@@ -79,6 +79,9 @@ const firstProblem = (
   switch (issue._tag) {
     case "Pointer":
       return firstProblem(issue.issue, [...path, ...issue.path])
+    case "AnyOf":
+      // An optional field is a union with undefined: the problem is in the member that was meant.
+      return issue.issues.length > 0 ? firstProblem(issue.issues[0], path) : [path, formatIssue(issue)]
     case "Composite":
       return issue.issues.length > 0 ? firstProblem(issue.issues[0], path) : [path, formatIssue(issue)]
     default:
