@@ -23,6 +23,7 @@ import {
   skipWithoutPython,
   startCaps,
 } from "./support/Process.ts"
+import { udpPeer } from "./support/Sockets.ts"
 
 const noPython = skipWithoutPython("the terminal (pty) tests of Cli.test.ts")
 
@@ -150,6 +151,68 @@ describe("caps CLI at a terminal (the textbook's conversation)", () => {
           session.stdout,
           `${PROMPT}From Server: HELLO\n${PROMPT}From Server: STRASSE FFI\n${PROMPT}\n`,
         )
+      }),
+    30_000,
+  )
+})
+
+describe("a failed sentence does not end the session (as the book's pinger goes on after a timeout)", () => {
+  /** A UDP server that answers every sentence but "lost", upper-cased. */
+  const lossy = Effect.acquireRelease(
+    Effect.promise(() =>
+      udpPeer((message) => message.toString() === "lost" ? undefined : { payload: message.toString().toUpperCase() })
+    ),
+    (peer) => Effect.sync(peer.close),
+  )
+  const flags = ["--timeout", "0.2", "--attempts", "1"]
+
+  it.live.skipIf(noPython)(
+    "at a terminal: one line says what failed, and the prompt comes back",
+    () =>
+      Effect.gen(function* () {
+        const peer = yield* lossy
+        const session = expectExit(
+          yield* atTerminal(capsCommand(client("udp", peer.port, flags)), ["one", "lost", "two"]),
+          ExitCode.ofError.Timeout,
+        )
+        const failure = `caps: no answer from 127.0.0.1:${peer.port}/udp after 1 attempt of 200 ms`
+        assert.strictEqual(
+          session.stdout,
+          `${PROMPT}ONE\n${PROMPT}${failure}\n${PROMPT}TWO\n${PROMPT}\ncaps: 1 of 3 sentences failed\n`,
+        )
+      }),
+    30_000,
+  )
+
+  it.live(
+    "piped: line N of the output answers line N of the input; stderr names the failed line; exit code",
+    () =>
+      Effect.gen(function* () {
+        const peer = yield* lossy
+        const finished = yield* runCaps(client("udp", peer.port, flags), { input: "one\nlost\ntwo\nlost\n" })
+        expectExit(finished, ExitCode.ofError.Timeout)
+        assert.strictEqual(finished.stdout, "ONE\n\nTWO\n\n")
+        const failure = `no answer from 127.0.0.1:${peer.port}/udp after 1 attempt of 200 ms`
+        assert.deepStrictEqual(lines(finished.stderr), [
+          `caps: line 2: ${failure}`,
+          `caps: line 4: ${failure}`,
+          "caps: 2 of 4 sentences failed",
+        ])
+      }),
+    30_000,
+  )
+
+  it.live(
+    "piped to a TCP port where nothing listens: every line is refused at once and reported",
+    () =>
+      Effect.gen(function* () {
+        const port = yield* closedPort("tcp")
+        const started = Date.now()
+        const finished = yield* runCaps(client("tcp", port), { input: "a\nb\n" })
+        expectExit(finished, ExitCode.ofError.ConnectionRefused)
+        assert.strictEqual(finished.stdout, "\n\n")
+        assert.strictEqual(lines(finished.stderr)[1], `caps: line 2: connection refused by 127.0.0.1:${port}/tcp`)
+        assert.isBelow(Date.now() - started, 5000, "no timeout was waited for")
       }),
     30_000,
   )
@@ -360,6 +423,28 @@ describe("caps CLI servers", () => {
         assert.strictEqual(stopped.code, 0, server.stderr())
         assert.isBelow(stopped.millis, 3_000)
         assert.isTrue(yield* canBind(transport, server.port), "the port is free again")
+      }),
+    40_000,
+  )
+
+  it.live(
+    "serve --host localhost binds the name's address for both servers and says so",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* startCaps(["serve", "--host", "localhost", "--port", "0"])
+        const [udpPort, tcpPort] = server.ports
+        assert.deepStrictEqual(lines(server.stdout()), [
+          `caps udp-server: ready on 127.0.0.1:${udpPort}/udp (localhost), transform upper`,
+          `caps tcp-server: ready on 127.0.0.1:${tcpPort}/tcp (localhost), transform upper`,
+        ])
+        const [overUdp, overTcp] = yield* Effect.all([
+          runCaps(["udp-client", "--host", "localhost", "--port", String(udpPort), "-m", "by name"]),
+          runCaps(["tcp-client", "--host", "localhost", "--port", String(tcpPort), "-m", "by name"]),
+        ], { concurrency: 2 })
+        assert.strictEqual(expectExit(overUdp, 0).stdout, "BY NAME\n")
+        assert.strictEqual(expectExit(overTcp, 0).stdout, "BY NAME\n")
+        const stopped = yield* server.stop("SIGTERM", 3_000)
+        assert.strictEqual(stopped.code, 0, server.stderr())
       }),
     40_000,
   )
