@@ -95,23 +95,25 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
   let acceptErrors = 0
   let onAcceptError = (_error: Error) => {}
   const maxConnections = options.maxConnections ?? Infinity
-  let open = 0
+  // Every accepted socket until it closes, lingering ones included: the scope destroys what is left.
+  const accepted = new Set<Net.Socket>()
   const whenAllClosed = new Set<() => void>()
-  const closed = () => {
-    if (--open > 0) return
+  const closed = (conn: Net.Socket) => {
+    accepted.delete(conn)
+    if (accepted.size > 0) return
     for (const resume of whenAllClosed) resume()
     whenAllClosed.clear()
   }
   let rejected = 0
   let onRejected = () => {}
   server.on("connection", (conn: Net.Socket) => {
-    if (open >= maxConnections) {
+    if (accepted.size >= maxConnections) {
       rejected++
       conn.destroy()
       return onRejected()
     }
-    open++
-    conn.once("close", closed)
+    accepted.add(conn)
+    conn.once("close", () => closed(conn))
     // Deno's node:net stops emitting `readable` after an explicit pause; its sockets start non-flowing anyway.
     if (!isDeno) conn.pause()
     onConnection(conn)
@@ -133,7 +135,8 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
     }),
     () =>
       Effect.callback<void>((resume) => {
-        for (const conn of waiting) conn.destroy()
+        // Closing the scope closes every socket: lingering ones, and any a drain deadline cut.
+        for (const conn of accepted) conn.destroy()
         if (!server.listening) return resume(Effect.void)
         server.close(() => resume(Effect.void))
       }),
@@ -190,7 +193,7 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
   })
 
   const allClosed = Effect.callback<void>((resume) => {
-    if (open === 0) return resume(Effect.void)
+    if (accepted.size === 0) return resume(Effect.void)
     const done = () => resume(Effect.void)
     whenAllClosed.add(done)
     return Effect.sync(() => whenAllClosed.delete(done))
@@ -202,7 +205,7 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
     stopAccepting,
     acceptErrors: () => acceptErrors,
     rejected: () => rejected,
-    openSockets: () => open,
+    openSockets: () => accepted.size,
     allClosed,
   } satisfies TcpListener
 })

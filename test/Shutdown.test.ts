@@ -9,7 +9,16 @@ import type * as Net from "node:net"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as Transform from "../src/Transform.ts"
 import { lines, startCaps } from "./support/Process.ts"
-import { closedByPeer, connection, readAtLeast, refused, sleep, tcpExchange, waitUntil } from "./support/Sockets.ts"
+import {
+  closedByPeer,
+  connection,
+  openSockets,
+  readAtLeast,
+  refused,
+  sleep,
+  tcpExchange,
+  waitUntil,
+} from "./support/Sockets.ts"
 import { logCapture } from "./support/Logs.ts"
 import { statsOf } from "./support/Servers.ts"
 
@@ -105,6 +114,24 @@ describe("TcpServer shutdown by closing its scope", () => {
       yield* Effect.promise(() => closedByPeer(slow, 3000))
     }).pipe(Effect.provide(logs.layer))
   })
+
+  it.live("when the scope has closed, no server socket is left, not even one cut at the deadline or lingering", () =>
+    Effect.gen(function* () {
+      const { server, close } = yield* scopedServer(Transform.upper, { drainTimeout: "300 millis" })
+      const stuck = yield* connection(server.address.port)
+      stuck.on("error", () => {})
+      stuck.pause()
+      // Never read, never closed: its server socket is cut at the deadline and would linger after it.
+      stuck.write(Buffer.alloc(8 * MiB, 0x61))
+      yield* Effect.promise(() => waitUntil(() => statsOf(server).connectionsOpen === 1, 2000, "the connection"))
+      const withBoth = openSockets()
+      yield* close
+      // The client's socket is still open here; the listener and the server's socket must be gone (the linger
+      // would hold that one for 5 s).
+      yield* Effect.promise(() =>
+        waitUntil(() => openSockets() <= withBoth - 2, 1000, "the server's sockets closed with its scope")
+      )
+    }))
 
   it.live("delivers a reply still being written when the scope closes in full, then ends the connection", () =>
     Effect.gen(function* () {
