@@ -119,10 +119,15 @@ const tcpFlags = {
     "longest TCP line a line transform accepts, in bytes",
     TcpServer.DEFAULT_MAX_LINE_BYTES,
   ),
-  maxConnections: intFlag(
-    "max-connections",
-    "TCP connections served at once; more are closed at once",
-    TcpServer.DEFAULT_MAX_CONNECTIONS,
+  // No default of its own: given or not decides whether an assumed descriptor limit may lower it (TcpServer).
+  maxConnections: Flag.Int("max-connections").pipe(
+    Flag.withDescription(
+      `TCP connections served at once, more are closed at once; default ${TcpServer.DEFAULT_MAX_CONNECTIONS}, ` +
+        `less if the descriptor limit is lower (env ${envVarOf("max-connections")})`,
+    ),
+    Flag.withFallbackConfig(Config.Int(envVarOf("max-connections"))),
+    Flag.withSchema(PositiveInt),
+    Flag.optional,
   ),
   idleTimeout: secondsFlag(
     "idle-timeout",
@@ -171,7 +176,7 @@ const tcpLayer = (flags: ServerFlags & TcpFlags) =>
     host: Option.getOrUndefined(flags.host),
     port: flags.port,
     maxLineBytes: flags.maxLineBytes,
-    maxConnections: flags.maxConnections,
+    maxConnections: Option.getOrUndefined(flags.maxConnections),
     idleTimeout: seconds(flags.idleTimeout),
     drainTimeout: seconds(flags.drainTimeout),
   })

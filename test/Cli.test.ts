@@ -449,6 +449,19 @@ describe("caps CLI servers", () => {
     40_000,
   )
 
+  it.live.skipIf(!isDeno)(
+    "without --allow-all (Deno cannot read /proc), the TCP server assumes 1024 descriptors unless told otherwise",
+    () =>
+      Effect.gen(function* () {
+        const assumed = yield* startCaps(["tcp-server", "--host", "127.0.0.1", "--port", "0"])
+        const told = yield* startCaps(["tcp-server", "--host", "127.0.0.1", "--port", "0", "--max-connections", "5000"])
+        yield* Effect.sleep("300 millis")
+        assert.match(assumed.stderr(), /descriptor limit unknown here, 1024 assumed .* at most 992 connections/)
+        assert.notInclude(told.stderr(), "descriptor limit")
+      }),
+    40_000,
+  )
+
   it.live("serve runs both servers and frees both ports on SIGTERM", () =>
     Effect.gen(function* () {
       const server = yield* startCaps(["serve", "--host", "127.0.0.1", "--port", "0"])
