@@ -99,7 +99,7 @@ export const make = (options: TcpClientOptions = {}): Effect.Effect<TcpClient["S
     }
 
     const open = Effect.gen(function* () {
-      const resolved = yield* Resolver.resolve(server.host)
+      const [resolved] = yield* Resolver.resolve(server.host)
       const scope = yield* Scope.make()
       const socket = yield* NodeSocket.makeNet({
         host: resolved.address,

@@ -92,7 +92,7 @@ export const make = (options: UdpClientOptions = {}): UdpClient["Service"] => {
       if (payload.length > maxBytes) {
         return yield* new CapsError.MessageTooLarge({ transport: "udp", size: payload.length, limit: maxBytes })
       }
-      const resolved = yield* Resolver.resolve(server.host)
+      const [resolved] = yield* Resolver.resolve(server.host)
       // ICMP errors on a connected socket arrive as socket events, not as a failed read.
       const failed = yield* Deferred.make<never, UdpClientError>()
       const socket = yield* NodeDatagramSocket.make({
