@@ -104,11 +104,14 @@ export class MessageTooLarge extends Schema.TaggedError<MessageTooLarge>()("Mess
 export class ConnectionClosed extends Schema.TaggedError<ConnectionClosed>()("ConnectionClosed", {
   endpoint: EndpointSchema,
   kind: Schema.Literals(["Reset", "Closed"]),
+  /** The sentence had been written (and, a transform being possibly not idempotent, is not sent again). */
+  sentenceSent: Schema.optional(Schema.Boolean),
 }) {
   override get message(): string {
-    return this.kind === "Reset"
+    const broke = this.kind === "Reset"
       ? `connection to ${Endpoint.format(this.endpoint)} was reset mid-reply`
       : `connection to ${Endpoint.format(this.endpoint)} closed before a reply arrived`
+    return this.sentenceSent === true ? `${broke}; the sentence was sent and is not resent` : broke
   }
 }
 

@@ -5,31 +5,23 @@
  * `0.0.0.0`, IPv4 only.
  *
  * A host name (`localhost`, the machine's own name) is resolved here, before
- * binding, to its first address, IPv4 first, as the clients resolve it: Node's
+ * binding, to its first address, IPv4 first, as the clients resolve it (the
+ * same `Resolver` service, so an embedder's resolver serves both): Node's
  * `dgram` cannot bind a name at all on a socket whose family it must know
  * first, so both servers bind the same literal address on both runtimes, and
  * the ready line can say which.
  */
 import * as Effect from "effect/Effect"
-import * as Dns from "node:dns"
 import * as Net from "node:net"
-import * as CapsError from "./CapsError.ts"
+import type * as CapsError from "./CapsError.ts"
+import * as Resolver from "./Resolver.ts"
 
 /** The wildcard addresses tried, in order, when no host is given. */
 export const ANY_HOSTS = ["::", "0.0.0.0"] as const
 
 /** The address a server binds for `host`: itself for an IP literal, else its first address, IPv4 first. */
-export const addressOf = (host: string): Effect.Effect<string, CapsError.NameNotResolved> => {
-  if (Net.isIP(host) !== 0) return Effect.succeed(host)
-  return Effect.callback<string, CapsError.NameNotResolved>((resume) => {
-    Dns.lookup(host, { all: true }, (error, addresses) => {
-      if (error) return resume(Effect.fail(new CapsError.NameNotResolved({ host, code: error.code ?? "ENOTFOUND" })))
-      const chosen = addresses.find((a) => a.family === 4) ?? addresses[0]
-      if (chosen === undefined) return resume(Effect.fail(new CapsError.NameNotResolved({ host, code: "ENODATA" })))
-      resume(Effect.succeed(chosen.address))
-    })
-  })
-}
+export const addressOf = (host: string): Effect.Effect<string, CapsError.NameNotResolved> =>
+  Effect.map(Resolver.resolve(host), (addresses) => addresses[0].address)
 
 /** Binds `host` (resolved first if it is a name), or the wildcard addresses in turn when it is undefined. */
 export const bind = <A, R>(

@@ -14,6 +14,7 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import type * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as Options from "./Options.ts"
@@ -102,10 +103,10 @@ export const formatSummary = (summary: PingSummary): ReadonlyArray<string> => {
  * Pings the server, calling `onResult` as each ping ends, and returns the summary. A name that does not
  * resolve or a bad option fails at once; lost pings are results, not failures.
  */
-export const run = Effect.fn("Pinger.run")(function*<R>(
+export const run = Effect.fn("Pinger.run")(function* <R>(
   options: PingOptions,
   onResult: (result: PingResult) => Effect.Effect<void, never, R>,
-): Effect.fn.Return<PingSummary, CapsError.InvalidOption | CapsError.NameNotResolved, R> {
+): Effect.fn.Return<PingSummary, CapsError.InvalidOption | CapsError.NameNotResolved, R | Scope.Scope> {
   yield* decodeOptions(options)
   const count = options.count ?? 10
   const interval = Duration.toMillis(Options.duration(options.interval, Duration.seconds(1)))

@@ -2,27 +2,47 @@
  * The textbook's TCPClient.py, rebuilt as a service: `request(sentence)`
  * sends one `\n`-terminated line and reads the reply up to its `\n`.
  *
- * One connection carries many sentences and is opened on first use. One read
- * is never taken as a whole reply: bytes are framed until the newline, and
- * end of stream also ends a reply (the textbook server answers once, without
- * waiting for more, and closes). A reused connection that turns out to have
- * been closed by the server before the request is reopened once, so the
- * textbook server (one sentence per connection) serves a whole session.
+ * One connection carries many sentences. It is opened on first use, to each
+ * address of the host in turn (IPv4 first) until one accepts. The client owns
+ * its `node:net` socket, reading it all the time as the servers do, instead
+ * of `effect/socket`, whose reader reads only while a pull waits: a server
+ * that closed an idle connection went unseen until the next reply timed out.
+ * Here each event of the socket is seen when it happens:
+ * - the server closes the connection (FIN or reset) while it is idle: the next
+ *   sentence goes over a fresh connection, or is refused at once if nothing
+ *   listens any more;
+ * - bytes arrive while no sentence waits for a reply: the connection is
+ *   poisoned and closed, the next request fails with `ProtocolViolation`
+ *   without sending its sentence, and the one after uses a fresh connection;
+ * - a reply is exactly one line, or what came before end of stream (the
+ *   textbook server answers without newline and closes); bytes beyond the
+ *   reply's newline in the same read fail that request with `ProtocolViolation`.
+ *
+ * Resending: a sentence is sent again, once, on a fresh connection, only if it
+ * was written on a reused connection that then closed (end of stream or
+ * reset) before a single byte of its reply arrived: the server closed an idle
+ * connection just as the sentence was written, the case Go's net/http
+ * transport retries. Any other break after sending fails with
+ * `ConnectionClosed` and is never resent, since a plug-in transform need not
+ * be idempotent; `resendUnanswered: false` turns even that resend off.
  * Any failure or timeout discards the connection, so a late reply can never
  * be read as the answer to the next sentence.
  */
-import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as Scope from "effect/Scope"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
-import type * as Socket from "effect/socket/Socket"
+import * as Net from "node:net"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import { LineFramer } from "./LineFramer.ts"
+import * as Options from "./Options.ts"
 import * as Resolver from "./Resolver.ts"
 
 /** How to reach the server; every field has a default. */
@@ -31,13 +51,52 @@ export interface TcpClientOptions {
   readonly host?: string | undefined
   /** Server port; 12000 by default. */
   readonly port?: number | undefined
-  /** How long connecting may take; 5 seconds by default. */
+  /** How long connecting to one address may take; 5 seconds by default. */
   readonly connectTimeout?: Duration.Input | undefined
   /** How long a reply may take once the sentence is sent; 5 seconds by default. */
   readonly replyTimeout?: Duration.Input | undefined
   /** Longest reply accepted, in bytes; 16 MiB by default. */
   readonly maxReplyBytes?: number | undefined
+  /**
+   * Whether a sentence written on a reused connection that the server closed before any byte of the
+   * reply arrived is sent once more, on a fresh connection; true by default.
+   */
+  readonly resendUnanswered?: boolean | undefined
 }
+
+const OptionsSchema = Schema.Struct({
+  host: Schema.optional(Options.Host),
+  port: Schema.optional(Options.ClientPort),
+  connectTimeout: Schema.optional(Options.PositiveDuration()),
+  replyTimeout: Schema.optional(Options.PositiveDuration()),
+  maxReplyBytes: Schema.optional(Options.PositiveInt),
+  resendUnanswered: Schema.optional(Schema.Boolean),
+})
+
+const decodeOptions = Options.decode(OptionsSchema, "TcpClient")
+
+// `CAPS_TIMEOUT`, as the CLI's `--timeout`: seconds, fractions allowed.
+const Seconds = Schema.Finite.check(Schema.isGreaterThan(0))
+
+export const DEFAULT_TIMEOUT = Duration.seconds(5)
+export const DEFAULT_MAX_REPLY_BYTES = 16 * 1024 * 1024
+
+/**
+ * The client's settings as the CLI reads them: `CAPS_HOST` (localhost), `CAPS_PORT` (12000) and
+ * `CAPS_TIMEOUT` in seconds (5), which bounds both connecting and waiting for a reply.
+ */
+export const config: Config.Config<TcpClientOptions> = Config.all({
+  host: Config.schema(Options.Host, "CAPS_HOST").pipe(Config.withDefault("localhost")),
+  port: Config.schema(Options.ClientPort, "CAPS_PORT").pipe(Config.withDefault(12000)),
+  timeout: Config.schema(Seconds, "CAPS_TIMEOUT").pipe(
+    Config.withDefault(Duration.toSeconds(DEFAULT_TIMEOUT)),
+  ),
+}).pipe(Config.map(({ host, port, timeout }) => ({
+  host,
+  port,
+  connectTimeout: Duration.seconds(timeout),
+  replyTimeout: Duration.seconds(timeout),
+})))
 
 /** Everything a TCP request can fail with. */
 export type TcpClientError =
@@ -49,6 +108,7 @@ export type TcpClientError =
   | CapsError.ConnectionClosed
   | CapsError.MessageTooLarge
   | CapsError.MalformedInput
+  | CapsError.ProtocolViolation
   | CapsError.NetworkError
 
 /** A client of a caps (or textbook) TCP server. */
@@ -61,136 +121,233 @@ export class TcpClient extends Context.Service<TcpClient, {
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
+const NEWLINE = 0x0a
 
-interface OpenConnection {
-  readonly scope: Scope.Closeable
-  readonly reader: Socket.Reader
-  readonly writer: Socket.Writer
-  readonly framer: LineFramer
-}
+/** How one sentence's exchange ended. */
+type Outcome =
+  | { readonly _tag: "Reply"; readonly line: Uint8Array }
+  /** The connection closed or was reset before the reply was whole; `replyStarted` if any byte of it came. */
+  | { readonly _tag: "Broken"; readonly kind: "Closed" | "Reset"; readonly replyStarted: boolean }
+  | { readonly _tag: "Failed"; readonly error: TcpClientError }
 
-/** Builds the client; the connection it holds is closed with the current scope. */
-export const make = (options: TcpClientOptions = {}): Effect.Effect<TcpClient["Service"], never, Scope.Scope> =>
-  Effect.gen(function* () {
-    const server = Endpoint.make(options.host ?? "localhost", options.port ?? 12000, "tcp")
-    const connectTimeout = Duration.fromInputUnsafe(options.connectTimeout ?? Duration.seconds(5))
-    const replyTimeout = Duration.fromInputUnsafe(options.replyTimeout ?? Duration.seconds(5))
-    const maxReplyBytes = options.maxReplyBytes ?? 16 * 1024 * 1024
-    const lock = yield* Semaphore.make(1)
-    let current: OpenConnection | undefined
+/** Why a connection can carry no more sentences. */
+type Ended = { readonly _tag: "Closed" } | { readonly _tag: "Unasked"; readonly bytes: number }
 
-    const discard = Effect.suspend(() => {
-      const connection = current
-      current = undefined
-      return connection === undefined ? Effect.void : Scope.close(connection.scope, Exit.void)
-    })
-    yield* Effect.addFinalizer(() => discard)
+/**
+ * One open connection, read all the time: what the server does while no sentence waits (close, reset,
+ * unasked bytes) is recorded in `ended` as it happens.
+ */
+class Connection {
+  /** Replies received on it: a connection with none is fresh. */
+  answered = 0
+  /** Set once the connection can carry no more sentences; its socket is closed by then. */
+  ended: Ended | undefined
+  readonly #socket: Net.Socket
+  readonly #server: Endpoint.Endpoint
+  readonly #framer: LineFramer
+  #waiter: ((outcome: Outcome) => void) | undefined
+  #replyBytes = 0
 
-    const connectFailure = (error: Socket.SocketError) => {
-      const reason = error.reason
-      if (reason._tag === "SocketOpenError" && reason.kind === "Timeout") {
-        return new CapsError.Timeout({
-          endpoint: server,
-          attempts: 1,
-          attemptMillis: Math.round(Duration.toMillis(connectTimeout)),
-        })
-      }
-      return CapsError.fromConnectFailure(CapsError.socketCause(error), server)
-    }
+  constructor(socket: Net.Socket, server: Endpoint.Endpoint, maxReplyBytes: number) {
+    this.#socket = socket
+    this.#server = server
+    this.#framer = new LineFramer(maxReplyBytes)
+    socket.on("data", (chunk: Buffer) => this.#onData(chunk))
+    socket.on("end", () => this.#onEnd())
+    socket.on("error", (error) => this.#onError(error))
+    socket.on("close", () => this.#broken("Closed"))
+  }
 
-    const open = Effect.gen(function* () {
-      const resolved = yield* Resolver.resolve(server.host)
-      const scope = yield* Scope.make()
-      const socket = yield* NodeSocket.makeNet({
-        host: resolved.address,
-        port: server.port,
-        noDelay: true,
-        openTimeout: connectTimeout,
+  /** Writes `line` and waits for its reply; interrupting the wait leaves the connection to be closed. */
+  exchange(line: Uint8Array): Effect.Effect<Outcome> {
+    return Effect.callback<Outcome>((resume) => {
+      this.#replyBytes = 0
+      this.#waiter = (outcome) => resume(Effect.succeed(outcome))
+      // A failed write is reported by the socket's `error` event.
+      this.#socket.write(line)
+      return Effect.sync(() => {
+        this.#waiter = undefined
       })
-      const opened = yield* Effect.all([socket.reader, socket.writer]).pipe(
-        Scope.provide(scope),
-        Effect.mapError(connectFailure),
-        Effect.onError(() => Scope.close(scope, Exit.void)),
+    })
+  }
+
+  /** Whether a sentence may be written on it: nothing ended it, and its socket still takes writes. */
+  get usable(): boolean {
+    return this.ended === undefined && this.#socket.writable
+  }
+
+  close(): void {
+    this.#end({ _tag: "Closed" })
+  }
+
+  #settle(outcome: Outcome): void {
+    const waiter = this.#waiter
+    this.#waiter = undefined
+    waiter?.(outcome)
+  }
+
+  #end(ended: Ended): void {
+    this.ended ??= ended
+    this.#socket.destroy()
+  }
+
+  #fail(error: TcpClientError): void {
+    this.#end({ _tag: "Closed" })
+    this.#settle({ _tag: "Failed", error })
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.ended !== undefined) return
+    if (this.#waiter === undefined) return this.#end({ _tag: "Unasked", bytes: chunk.length })
+    this.#replyBytes += chunk.length
+    const framed = this.#framer.push(chunk)
+    if (framed._tag === "TooLong") {
+      return this.#fail(
+        new CapsError.MessageTooLarge({ transport: "tcp", size: framed.size, limit: this.#framer.maxLineBytes }),
       )
-      const connection: OpenConnection = {
-        scope,
-        reader: opened[0],
-        writer: opened[1],
-        framer: new LineFramer(maxReplyBytes),
-      }
-      current = connection
-      return connection
-    })
-
-    // Reads up to the reply's newline, or to end of stream.
-    const readReply = (connection: OpenConnection): Effect.Effect<Uint8Array, TcpClientError> =>
-      Effect.gen(function* () {
-        while (true) {
-          const chunks = yield* connection.reader.pull.pipe(
-            Effect.catch((error) => {
-              const reason = error.reason
-              if (reason._tag === "SocketCloseError" && reason.code === 1000) return Effect.succeed(undefined)
-              return Effect.fail(CapsError.fromConnectFailure(CapsError.socketCause(error), server, "receive"))
-            }),
-          )
-          if (chunks === undefined) {
-            const rest = connection.framer.end()
-            if (rest !== undefined) return rest
-            return yield* new CapsError.ConnectionClosed({ endpoint: server, kind: "Closed" })
-          }
-          for (const chunk of chunks) {
-            const framed = connection.framer.push(typeof chunk === "string" ? encoder.encode(chunk) : chunk)
-            if (framed._tag === "TooLong") {
-              return yield* new CapsError.MessageTooLarge({ transport: "tcp", size: framed.size, limit: maxReplyBytes })
-            }
-            if (framed.lines.length > 0) return framed.lines[0]
-          }
-        }
-      })
-
-    const exchange = (connection: OpenConnection, line: Uint8Array) =>
-      connection.writer.write(line).pipe(
-        Effect.mapError((error) => CapsError.fromConnectFailure(CapsError.socketCause(error), server, "send")),
-        Effect.andThen(readReply(connection)),
-        Effect.timeoutOrElse({
-          duration: replyTimeout,
-          orElse: () =>
-            Effect.fail(
-              new CapsError.Timeout({
-                endpoint: server,
-                attempts: 1,
-                attemptMillis: Math.round(Duration.toMillis(replyTimeout)),
-              }),
-            ),
+    }
+    if (framed.lines.length === 0) return
+    // No newline came before this read, so its first newline ends the reply.
+    const beyond = chunk.length - chunk.indexOf(NEWLINE) - 1
+    if (beyond > 0) {
+      return this.#fail(
+        new CapsError.ProtocolViolation({
+          endpoint: this.#server,
+          detail: `${beyond} more bytes came with the reply, after its newline (a reply is one line)`,
         }),
       )
+    }
+    this.answered++
+    this.#settle({ _tag: "Reply", line: framed.lines[0] })
+  }
 
-    const request = (sentence: string): Effect.Effect<string, TcpClientError> =>
-      Effect.gen(function* () {
-        if (sentence.includes("\n")) {
-          return yield* new CapsError.MalformedInput({
-            detail: "a sentence sent over TCP cannot contain a line break (it would be two sentences)",
-          })
-        }
-        const line = encoder.encode(sentence + "\n")
-        const reused = current
-        const reply = reused !== undefined
-          ? yield* exchange(reused, line).pipe(
-            // The server may have closed an idle connection (the textbook one always does): reopen once.
-            Effect.catchTag(
-              "ConnectionClosed",
-              () => discard.pipe(Effect.andThen(open), Effect.flatMap((connection) => exchange(connection, line))),
-            ),
-          )
-          : yield* open.pipe(Effect.flatMap((connection) => exchange(connection, line)))
-        return decoder.decode(reply)
-      }).pipe(
-        Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : discard),
-        lock.withPermit,
-      )
+  #onEnd(): void {
+    const rest = this.#waiter === undefined ? undefined : this.#framer.end()
+    this.#end({ _tag: "Closed" })
+    if (rest === undefined) return this.#broken("Closed")
+    // The textbook server's way: the reply is what came before end of stream.
+    this.answered++
+    this.#settle({ _tag: "Reply", line: rest })
+  }
 
-    return TcpClient.of({ server, request })
+  #onError(cause: Error): void {
+    this.#end({ _tag: "Closed" })
+    const error = CapsError.fromConnectFailure(cause, this.#server, "receive")
+    if (error._tag === "ConnectionClosed") return this.#broken("Reset")
+    this.#settle({ _tag: "Failed", error })
+  }
+
+  #broken(kind: "Closed" | "Reset"): void {
+    this.ended ??= { _tag: "Closed" }
+    this.#settle({ _tag: "Broken", kind, replyStarted: this.#replyBytes > 0 })
+  }
+}
+
+/** Whether connecting to the next address of the host is worth trying after this failure. */
+const triesNextAddress = (error: CapsError.ConnectError | CapsError.Timeout): boolean =>
+  error._tag === "ConnectionRefused" || error._tag === "Unreachable"
+
+/** Builds the client (nothing is opened until the first request); its connection is closed with the scope. */
+export const make = Effect.fn("TcpClient.make")(function* (
+  options: TcpClientOptions = {},
+): Effect.fn.Return<TcpClient["Service"], CapsError.InvalidOption, Scope.Scope> {
+  yield* decodeOptions(options)
+  const server = Endpoint.make(options.host ?? "localhost", options.port ?? 12000, "tcp")
+  const connectTimeout = Options.duration(options.connectTimeout, DEFAULT_TIMEOUT)
+  const replyTimeout = Options.duration(options.replyTimeout, DEFAULT_TIMEOUT)
+  const maxReplyBytes = options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES
+  const resendUnanswered = options.resendUnanswered ?? true
+  const resolver = yield* Resolver.Resolver
+  const lock = yield* Semaphore.make(1)
+  let current: Connection | undefined
+
+  const discard = Effect.sync(() => {
+    current?.close()
+    current = undefined
+  })
+  yield* Effect.addFinalizer(() => discard)
+
+  const timeout = (duration: Duration.Duration, attempts: number) =>
+    new CapsError.Timeout({ endpoint: server, attempts, attemptMillis: Math.round(Duration.toMillis(duration)) })
+
+  // The connection becomes `current` as it opens, so that interruption at any point leaves it to `discard`.
+  const connectTo = (address: string) =>
+    Effect.callback<Connection, CapsError.ConnectError>((resume) => {
+      const socket = Net.connect({ host: address, port: server.port, noDelay: true })
+      const onError = (cause: Error) => {
+        socket.destroy()
+        resume(Effect.fail(CapsError.fromConnectFailure(cause, server)))
+      }
+      socket.once("error", onError)
+      socket.once("connect", () => {
+        socket.off("error", onError)
+        current = new Connection(socket, server, maxReplyBytes)
+        resume(Effect.succeed(current))
+      })
+      return Effect.sync(() => socket.destroy())
+    }).pipe(Effect.timeoutOrElse({ duration: connectTimeout, orElse: () => Effect.fail(timeout(connectTimeout, 1)) }))
+
+  // Each address of the host in turn; the first failure is the one reported.
+  const open = Effect.gen(function* () {
+    const addresses = yield* resolver.resolve(server.host)
+    let first: CapsError.ConnectError | CapsError.Timeout | undefined
+    for (const { address } of addresses) {
+      const result = yield* Effect.result(connectTo(address))
+      if (Result.isSuccess(result)) return result.success
+      first ??= result.failure
+      if (!triesNextAddress(result.failure)) break
+    }
+    return yield* Effect.fail(first!)
   })
 
+  const request = Effect.fn("TcpClient.request")(
+    function* (sentence: string) {
+      if (sentence.includes("\n")) {
+        return yield* new CapsError.MalformedInput({
+          detail: "a sentence sent over TCP cannot contain a line break (it would be two sentences)",
+        })
+      }
+      const held = current
+      if (held !== undefined && !held.usable) {
+        current = undefined
+        held.close()
+        if (held.ended?._tag === "Unasked") {
+          return yield* new CapsError.ProtocolViolation({
+            endpoint: server,
+            detail: `${held.ended.bytes} bytes arrived unasked, while no sentence was waiting for a reply; ` +
+              "the connection was closed and this sentence not sent",
+          })
+        }
+      }
+      const line = encoder.encode(sentence + "\n")
+      let connection = current ?? (yield* open)
+      for (let sends = 1;; sends++) {
+        const reused = connection.answered > 0
+        const outcome = yield* connection.exchange(line).pipe(
+          Effect.timeoutOrElse({ duration: replyTimeout, orElse: () => Effect.fail(timeout(replyTimeout, sends)) }),
+        )
+        if (outcome._tag === "Reply") return decoder.decode(outcome.line)
+        if (outcome._tag === "Failed") return yield* Effect.fail(outcome.error)
+        yield* discard
+        if (!(resendUnanswered && reused && !outcome.replyStarted)) {
+          return yield* new CapsError.ConnectionClosed({ endpoint: server, kind: outcome.kind, sentenceSent: true })
+        }
+        yield* Effect.annotateCurrentSpan("caps.resent", true)
+        connection = yield* open
+      }
+    },
+    (effect) => effect.pipe(Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : discard), lock.withPermit),
+  )
+
+  return TcpClient.of({ server, request })
+})
+
 /** Provides a client whose connection lives as long as the layer. */
-export const layer = (options: TcpClientOptions = {}): Layer.Layer<TcpClient> => Layer.effect(TcpClient, make(options))
+export const layer = (options: TcpClientOptions = {}): Layer.Layer<TcpClient, CapsError.InvalidOption> =>
+  Layer.effect(TcpClient, make(options))
+
+/** Provides a client configured as the CLI is, from `CAPS_*` settings (see `config`). */
+export const layerConfig: Layer.Layer<TcpClient, CapsError.InvalidOption | Config.ConfigError> = Layer.effect(
+  TcpClient,
+  Effect.flatMap(config, make),
+)

@@ -10,10 +10,12 @@
  * - `Transform`: what a server does to a sentence, pluggable.
  * - `LineFramer`, `Utf8`: the pure protocol, framing and decoding, apart from I/O.
  * - `CapsError`: the typed failures; `Endpoint`: how places are named in messages.
+ * - `Resolver`: how the clients turn a host name into the addresses they try, replaceable.
  */
 export * as CapsError from "./CapsError.ts"
 export * as Endpoint from "./Endpoint.ts"
 export * as LineFramer from "./LineFramer.ts"
+export * as Resolver from "./Resolver.ts"
 export * as TcpClient from "./TcpClient.ts"
 export * as TcpServer from "./TcpServer.ts"
 export * as Transform from "./Transform.ts"

@@ -19,16 +19,17 @@ import { Transform, UdpClient, UdpServer } from "caps"
 
 const program = Effect.gen(function* () {
   const server = yield* UdpServer.UdpServer
-  const client = UdpClient.make({ host: "127.0.0.1", port: server.address.port, attemptTimeout: "2 seconds" })
+  const client = yield* UdpClient.make({ host: "127.0.0.1", port: server.address.port, attemptTimeout: "2 seconds" })
   const reply: string = yield* client.request("hello from a consumer, straße")
   console.log(reply)
 }).pipe(
+  Effect.scoped,
   Effect.provide(UdpServer.layer({ host: "127.0.0.1", port: 0 }).pipe(Layer.provide(Transform.layer(Transform.upper)))),
 )
 
 // The declarations are real types, not \`any\`: a request takes a string.
 // @ts-expect-error a number is not a sentence
-export const mistyped = () => UdpClient.make().request(42)
+export const mistyped = Effect.flatMap(UdpClient.make(), (client) => client.request(42))
 
 await Effect.runPromise(program)
 `

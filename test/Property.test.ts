@@ -24,12 +24,12 @@ describe("upper over the wire", () => {
   it.live("UDP: every reply equals the expected upper-casing of its sentence", () =>
     Effect.gen(function* () {
       const server = yield* UdpServer.UdpServer
-      const client = UdpClient.make({ host: "127.0.0.1", port: server.address.port })
+      const client = yield* UdpClient.make({ host: "127.0.0.1", port: server.address.port })
       const expected = expectedUpper(sentences)
       for (const [i, sentence] of sentences.entries()) {
         assert.strictEqual(yield* client.request(sentence), expected[i], JSON.stringify(sentence))
       }
-    }).pipe(Effect.provide(servers)))
+    }).pipe(Effect.scoped, Effect.provide(servers)))
 
   it.live("TCP: every reply equals the expected upper-casing of its sentence", () =>
     Effect.gen(function* () {

@@ -65,7 +65,7 @@ describe("README examples", () => {
 
   examples.forEach((example, i) => {
     it.live(`${example.name} runs and prints what the README says`, () =>
-      Effect.gen(function*() {
+      Effect.gen(function* () {
         const command = isDeno ? [process.execPath, "run", "--allow-all", files[i]] : [process.execPath, files[i]]
         const finished = yield* run(command, { timeoutMs: 20_000 })
         assert.strictEqual(finished.code, 0, finished.stderr)

@@ -71,7 +71,12 @@ describe("textbook UDP programs and caps", () => {
       Effect.gen(function* () {
         const book = yield* startPeer("UDPServer.py")
         const expected = yield* bookUdpAnswers(book.port)
-        const client = UdpClient.make({ host: "127.0.0.1", port: book.port, attemptTimeout: "2 seconds", attempts: 2 })
+        const client = yield* UdpClient.make({
+          host: "127.0.0.1",
+          port: book.port,
+          attemptTimeout: "2 seconds",
+          attempts: 2,
+        })
         const replies = yield* Effect.forEach(SENTENCES, client.request)
         assert.deepStrictEqual(replies, expected)
       }),
