@@ -21,6 +21,8 @@ import * as ClientSession from "./ClientSession.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import * as Options from "./Options.ts"
+import * as Pinger from "./Pinger.ts"
+import * as Protocol from "./Protocol.ts"
 import * as TcpClient from "./TcpClient.ts"
 import * as TcpServer from "./TcpServer.ts"
 import * as Transform from "./Transform.ts"
@@ -96,7 +98,7 @@ const secondsFlag = (name: string, description: string, fallback: number) =>
     Flag.withSchema(Positive),
   )
 
-const port = (schema: typeof ServerPort) => intFlag("port", "port number", 12000, schema)
+const port = (schema: typeof ServerPort) => intFlag("port", "port number", Protocol.DEFAULT_PORT, schema)
 
 const seconds = Options.seconds
 
@@ -141,8 +143,8 @@ const udpFlags = {
   maxDatagramBytes: intFlag(
     "max-datagram-bytes",
     "longest datagram answered, in bytes",
-    UdpServer.MAX_UDP_PAYLOAD,
-    Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: UdpServer.MAX_UDP_PAYLOAD })),
+    Protocol.MAX_UDP_PAYLOAD,
+    Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: Protocol.MAX_UDP_PAYLOAD })),
   ),
   receiveBufferBytes: intFlag(
     "receive-buffer-bytes",
@@ -289,10 +291,43 @@ const tcpClient = Command.make(
     ),
 ).pipe(Command.withDescription("TCP client: sends each sentence as a line over one connection"))
 
+const ping = Command.make(
+  "ping",
+  {
+    host: clientHost,
+    port: port(ClientPort),
+    count: intFlag("count", "how many pings", 10),
+    interval: secondsFlag("interval", "seconds from one ping to the next", 1),
+    timeout: timeout(1),
+  },
+  (flags) =>
+    Effect.gen(function* () {
+      const server = Endpoint.make(flags.host, flags.port, "udp")
+      yield* Console.log(
+        `PING ${Endpoint.format(server)}: ${flags.count} datagrams, ${flags.interval} s apart, ` +
+          `each waiting ${flags.timeout} s for its reply`,
+      )
+      const summary = yield* Pinger.run(
+        {
+          host: flags.host,
+          port: flags.port,
+          count: flags.count,
+          interval: seconds(flags.interval),
+          timeout: seconds(flags.timeout),
+        },
+        (result) => Console.log(Pinger.formatResult(server, result)),
+      )
+      yield* Console.log(["", ...Pinger.formatSummary(summary)].join("\n"))
+      if (summary.received === 0) {
+        return yield* new Pinger.NoReply({ transmitted: summary.transmitted, last: summary.lastError })
+      }
+    }),
+).pipe(Command.withDescription("the book's UDP pinger: Ping <seq> <time> datagrams, their round-trip times, a summary"))
+
 /** The `caps` command with its subcommands. */
 export const caps = Command.make("caps").pipe(
   Command.withDescription("capitalisation servers and clients over UDP and TCP, after the textbook's four programs"),
-  Command.withSubcommands([udpServer, tcpServer, serve, udpClient, tcpClient]),
+  Command.withSubcommands([udpServer, tcpServer, serve, udpClient, tcpClient, ping]),
 )
 
 /** Runs `caps` on the process's arguments. */

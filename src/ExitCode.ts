@@ -30,11 +30,12 @@ export const ofError: { readonly [Tag in CapsError.CapsError["_tag"]]: number } 
 
 /**
  * The exit code of a failure: its tag's code; a session whose sentences failed exits with its first
- * failure's code; anything else is internal.
+ * failure's code, a ping with no reply at all with its last ping's; anything else is internal.
  */
 export const ofFailure = (failure: unknown): number => {
   const tagged = failure as { readonly _tag?: unknown; readonly first?: unknown }
   if (tagged._tag === "SentencesFailed") return ofFailure(tagged.first)
+  if (tagged._tag === "NoReply") return ofFailure((failure as { readonly last?: unknown }).last)
   const tag = tagged._tag
   return typeof tag === "string" && tag in ofError ? ofError[tag as keyof typeof ofError] : INTERNAL
 }

@@ -51,11 +51,21 @@ export interface PingSummary {
   readonly server: Endpoint.Endpoint
   readonly transmitted: number
   readonly received: number
+  /** The error of the last ping lost, if any. */
+  readonly lastError: UdpClient.UdpClientError | undefined
   /** Round-trip times of the replies, in milliseconds; `undefined` when none came. */
   readonly rtt: { readonly min: number; readonly avg: number; readonly max: number } | undefined
 }
 
 const decodeOptions = Options.decode(PingOptionsSchema, "Pinger")
+
+/** Not one ping was answered: the CLI's failure, with the exit code of the last ping's error (`ping` exits non-zero). */
+export class NoReply
+  extends Schema.TaggedError<NoReply>()("NoReply", { transmitted: Schema.Int, last: Schema.Unknown }) {
+  override get message(): string {
+    return `no reply to any of ${this.transmitted} pings`
+  }
+}
 
 /** The lab's message: `Ping <seq> <time>`, the time in seconds since the epoch. */
 export const message = (seq: number, nowMillis: number): string => `Ping ${seq} ${(nowMillis / 1000).toFixed(3)}`
@@ -63,8 +73,10 @@ export const message = (seq: number, nowMillis: number): string => `Ping ${seq} 
 /** Summarises results as `ping` does. */
 export const summarise = (server: Endpoint.Endpoint, results: ReadonlyArray<PingResult>): PingSummary => {
   const rtts = results.flatMap((result) => result._tag === "Reply" ? [result.rttMillis] : [])
+  const lost = results.flatMap((result) => result._tag === "Lost" ? [result.error] : [])
   return {
     server,
+    lastError: lost.at(-1),
     transmitted: results.length,
     received: rtts.length,
     rtt: rtts.length === 0 ? undefined : {

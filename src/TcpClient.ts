@@ -43,6 +43,7 @@ import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import { LineFramer } from "./LineFramer.ts"
 import * as Options from "./Options.ts"
+import * as Protocol from "./Protocol.ts"
 import * as Resolver from "./Resolver.ts"
 
 /** How to reach the server; every field has a default. */
@@ -87,7 +88,7 @@ export const DEFAULT_MAX_REPLY_BYTES = 16 * 1024 * 1024
  */
 export const config: Config.Config<TcpClientOptions> = Config.all({
   host: Config.schema(Options.Host, "CAPS_HOST").pipe(Config.withDefault("localhost")),
-  port: Config.schema(Options.ClientPort, "CAPS_PORT").pipe(Config.withDefault(12000)),
+  port: Config.schema(Options.ClientPort, "CAPS_PORT").pipe(Config.withDefault(Protocol.DEFAULT_PORT)),
   timeout: Config.schema(Seconds, "CAPS_TIMEOUT").pipe(
     Config.withDefault(Duration.toSeconds(DEFAULT_TIMEOUT)),
   ),
@@ -252,7 +253,7 @@ export const make = Effect.fn("TcpClient.make")(function* (
   options: TcpClientOptions = {},
 ): Effect.fn.Return<TcpClient["Service"], CapsError.InvalidOption, Scope.Scope> {
   yield* decodeOptions(options)
-  const server = Endpoint.make(options.host ?? "localhost", options.port ?? 12000, "tcp")
+  const server = Endpoint.make(options.host ?? "localhost", options.port ?? Protocol.DEFAULT_PORT, "tcp")
   const connectTimeout = Options.duration(options.connectTimeout, DEFAULT_TIMEOUT)
   const replyTimeout = Options.duration(options.replyTimeout, DEFAULT_TIMEOUT)
   const maxReplyBytes = options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES

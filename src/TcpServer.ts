@@ -33,6 +33,7 @@ import * as DescriptorBudget from "./DescriptorBudget.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import * as Options from "./Options.ts"
+import * as Protocol from "./Protocol.ts"
 import * as TcpConnection from "./TcpConnection.ts"
 import * as TcpListener from "./TcpListener.ts"
 import { Transform } from "./Transform.ts"
@@ -116,7 +117,13 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
       : requested
     const listener = yield* ListenAddress.bind(
       options.host,
-      (host) => TcpListener.make({ host, port: options.port ?? 12000, backlog: options.backlog, maxConnections }),
+      (host) =>
+        TcpListener.make({
+          host,
+          port: options.port ?? Protocol.DEFAULT_PORT,
+          backlog: options.backlog,
+          maxConnections,
+        }),
     )
     const idleTimeout = Options.duration(given.idleTimeout, DEFAULT_IDLE_TIMEOUT)
     const drainTimeout = Options.duration(given.drainTimeout, DEFAULT_DRAIN_TIMEOUT)
@@ -230,7 +237,7 @@ export const layer = (options: TcpServerOptions = {}): Layer.Layer<TcpServer, Tc
 /** The server's settings from the environment, as the CLI reads them: `CAPS_PORT`, `CAPS_IDLE_TIMEOUT` (seconds), ... */
 export const config: Config.Config<TcpServerOptions> = Config.all({
   host: Config.option(Config.String(Options.envVarOf("host"))).pipe(Config.map(Option.getOrUndefined)),
-  port: Config.Int(Options.envVarOf("port")).pipe(Config.withDefault(12000)),
+  port: Config.Int(Options.envVarOf("port")).pipe(Config.withDefault(Protocol.DEFAULT_PORT)),
   maxLineBytes: Config.Int(Options.envVarOf("max-line-bytes")).pipe(Config.withDefault(DEFAULT_MAX_LINE_BYTES)),
   maxConnections: Config.Int(Options.envVarOf("max-connections")).pipe(Config.withDefault(DEFAULT_MAX_CONNECTIONS)),
   idleTimeout: Options.secondsConfig("idle-timeout", DEFAULT_IDLE_TIMEOUT),

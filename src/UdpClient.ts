@@ -31,8 +31,8 @@ import type * as DatagramSocket from "effect/socket/DatagramSocket"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as Options from "./Options.ts"
+import * as Protocol from "./Protocol.ts"
 import * as Resolver from "./Resolver.ts"
-import { MAX_UDP_PAYLOAD } from "./UdpServer.ts"
 
 /** How to reach the server; every field has a default. */
 export interface UdpClientOptions {
@@ -53,7 +53,9 @@ const OptionsSchema = Schema.Struct({
   port: Schema.optional(Options.ClientPort),
   attemptTimeout: Schema.optional(Options.PositiveDuration()),
   attempts: Schema.optional(Options.PositiveInt),
-  maxDatagramBytes: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: MAX_UDP_PAYLOAD }))),
+  maxDatagramBytes: Schema.optional(
+    Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: Protocol.MAX_UDP_PAYLOAD })),
+  ),
 })
 
 const decodeOptions = Options.decode(OptionsSchema, "UdpClient")
@@ -70,7 +72,7 @@ export const DEFAULT_ATTEMPTS = 3
  */
 export const config: Config.Config<UdpClientOptions> = Config.all({
   host: Config.schema(Options.Host, "CAPS_HOST").pipe(Config.withDefault("localhost")),
-  port: Config.schema(Options.ClientPort, "CAPS_PORT").pipe(Config.withDefault(12000)),
+  port: Config.schema(Options.ClientPort, "CAPS_PORT").pipe(Config.withDefault(Protocol.DEFAULT_PORT)),
   timeout: Config.schema(Seconds, "CAPS_TIMEOUT").pipe(
     Config.withDefault(Duration.toSeconds(DEFAULT_ATTEMPT_TIMEOUT)),
   ),
@@ -134,11 +136,11 @@ export const make = Effect.fn("UdpClient.make")(function* (
   options: UdpClientOptions = {},
 ): Effect.fn.Return<UdpClient["Service"], CapsError.InvalidOption, Scope.Scope> {
   yield* decodeOptions(options)
-  const server = Endpoint.make(options.host ?? "localhost", options.port ?? 12000, "udp")
+  const server = Endpoint.make(options.host ?? "localhost", options.port ?? Protocol.DEFAULT_PORT, "udp")
   const attemptTimeout = Options.duration(options.attemptTimeout, DEFAULT_ATTEMPT_TIMEOUT)
   const attemptMillis = Math.round(Duration.toMillis(attemptTimeout))
   const attempts = options.attempts ?? DEFAULT_ATTEMPTS
-  const maxBytes = options.maxDatagramBytes ?? MAX_UDP_PAYLOAD
+  const maxBytes = options.maxDatagramBytes ?? Protocol.MAX_UDP_PAYLOAD
   const resolver = yield* Resolver.Resolver
 
   // Up to `attempts` sends to one address, on one socket connected to it.

@@ -42,6 +42,7 @@ import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import * as Options from "./Options.ts"
+import * as Protocol from "./Protocol.ts"
 import { Transform, type TransformShape } from "./Transform.ts"
 import * as UdpDrops from "./UdpDrops.ts"
 import * as UdpGuard from "./UdpGuard.ts"
@@ -49,7 +50,7 @@ import * as Utf8 from "./Utf8.ts"
 import { WarningThrottle } from "./WarningThrottle.ts"
 
 /** The largest payload a UDP datagram can carry over IPv4. */
-export const MAX_UDP_PAYLOAD = 65_507
+export const MAX_UDP_PAYLOAD = Protocol.MAX_UDP_PAYLOAD
 
 /** How to run a UDP server; every field has a default. */
 export interface UdpServerOptions {
@@ -69,7 +70,9 @@ export interface UdpServerOptions {
 export const UdpServerOptions = Schema.Struct({
   host: Schema.optional(Options.Host),
   port: Schema.optional(Options.ServerPort),
-  maxDatagramBytes: Schema.optional(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65_507 }))),
+  maxDatagramBytes: Schema.optional(
+    Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: Protocol.MAX_UDP_PAYLOAD })),
+  ),
   receiveBufferBytes: Schema.optional(Options.PositiveInt),
   rateLimit: Schema.optional(Schema.Struct({
     perSecond: Schema.Finite.check(Schema.isGreaterThan(0)),
@@ -190,7 +193,7 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
     const options = yield* decodeOptions(given)
     const transform: TransformShape = yield* Transform
     const clock = yield* Clock.Clock
-    const port = options.port ?? 12000
+    const port = options.port ?? Protocol.DEFAULT_PORT
     const maxBytes = options.maxDatagramBytes ?? MAX_UDP_PAYLOAD
     const bound = yield* ListenAddress.bind(
       options.host,
@@ -344,7 +347,7 @@ const zeroMeansUnset = (value: number): number | undefined => value === 0 ? unde
  */
 export const config: Config.Config<UdpServerOptions> = Config.all({
   host: Config.option(Config.String(Options.envVarOf("host"))).pipe(Config.map(Option.getOrUndefined)),
-  port: Config.Int(Options.envVarOf("port")).pipe(Config.withDefault(12000)),
+  port: Config.Int(Options.envVarOf("port")).pipe(Config.withDefault(Protocol.DEFAULT_PORT)),
   maxDatagramBytes: Config.Int(Options.envVarOf("max-datagram-bytes")).pipe(Config.withDefault(MAX_UDP_PAYLOAD)),
   receiveBufferBytes: Config.Int(Options.envVarOf("receive-buffer-bytes")).pipe(
     Config.withDefault(0),
