@@ -7,6 +7,7 @@ import { Effect } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as ExitCode from "../src/ExitCode.ts"
 import { isDeno, projectRoot, run } from "./support/Process.ts"
 
 interface Example {
@@ -51,6 +52,15 @@ describe("README examples", () => {
     Path.join(directory, "tsconfig.json"),
     JSON.stringify({ extends: "../../tsconfig.json", include: ["*.ts"] }),
   )
+
+  it("the README's exit-code table is ExitCode's, row for row", () => {
+    const readme = Fs.readFileSync(Path.join(projectRoot, "README.md"), "utf8")
+    const documented: Record<string, number> = {}
+    for (const row of readme.matchAll(/^\| (\d+) +\| ([^|]*)\|/gm)) {
+      for (const tag of row[2].matchAll(/`(\w+)`/g)) documented[tag[1]] = Number(row[1])
+    }
+    assert.deepStrictEqual(documented, { ...ExitCode.ofError })
+  })
 
   it("there are examples, and each says what it prints", () => {
     assert.isAtLeast(examples.length, 3)
