@@ -90,8 +90,11 @@ const Shape = Schema.Struct({
 })
 
 /** Checks an embedder's transform: a non-empty name, a framing, and an `apply` function. */
-export const make = (transform: TransformShape): Effect.Effect<TransformShape, CapsError.InvalidOption> =>
-  Effect.as(Options.decode(Shape, "Transform")(transform), transform)
+export const make: (transform: TransformShape) => Effect.Effect<TransformShape, CapsError.InvalidOption> = Effect
+  .fn("Transform.make")(function* (transform: TransformShape) {
+    yield* Options.decode(Shape, "Transform")(transform)
+    return transform
+  })
 
 /** A transform spec as given on the command line or in `CAPS_TRANSFORM`: `upper` or `count:<letter>`. */
 export const Spec = Schema.String.check(

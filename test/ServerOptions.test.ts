@@ -4,7 +4,7 @@
 // CLI; host names are resolved and bound on both servers; and time inside the
 // servers follows Effect's Clock, so TestClock drives it.
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Layer } from "effect"
+import { ConfigProvider, Duration, Effect, Layer, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as UdpServer from "../src/UdpServer.ts"
@@ -151,6 +151,25 @@ describe("host names", () => {
       assert.strictEqual(tcp._tag, "NameNotResolved")
       assert.strictEqual(udp._tag, "NameNotResolved")
     }))
+})
+
+describe("an embedder's tracer", () => {
+  it.live("sees TcpServer.make and UdpServer.make as spans", () =>
+    Effect.gen(function* () {
+      const spans: Array<Tracer.NativeSpan> = []
+      const tracer = Tracer.make({
+        span: (options) => {
+          const span = new Tracer.NativeSpan(options)
+          spans.push(span)
+          return span
+        },
+      })
+      yield* Effect.all([
+        TcpServer.make({ host: "127.0.0.1", port: 0 }),
+        UdpServer.make({ host: "127.0.0.1", port: 0 }),
+      ]).pipe(Effect.withTracer(tracer))
+      assert.includeMembers(spans.map((span) => span.name), ["TcpServer.make", "UdpServer.make"])
+    }).pipe(Effect.scoped))
 })
 
 describe("time inside the servers follows Effect's Clock", () => {
