@@ -159,6 +159,51 @@ export class NetworkError extends Schema.TaggedError<NetworkError>()("NetworkErr
   }
 }
 
+/**
+ * A TLS connection could not be set up or trusted; nothing was sent over it. `Untrusted`: its certificate is
+ * not signed by a trusted CA; `Expired`: outside its validity period; `HostnameMismatch`: not issued for the
+ * name asked; `NotTls`: the server answered, but not in TLS (a plaintext server); `Handshake`: any other
+ * handshake failure (an alert from the server, a close during the handshake).
+ */
+export class TlsError extends Schema.TaggedError<TlsError>()("TlsError", {
+  endpoint: EndpointSchema,
+  kind: Schema.Literals(["Untrusted", "Expired", "HostnameMismatch", "NotTls", "Handshake"]),
+  detail: Schema.String,
+}) {
+  override get message(): string {
+    const at = Endpoint.format(this.endpoint)
+    return this.kind === "Untrusted"
+      ? `TLS: the certificate of ${at} is not trusted (${this.detail}); trust its CA with --ca`
+      : this.kind === "NotTls"
+      ? `TLS: ${at} does not answer in TLS (${this.detail}); is it a plaintext server?`
+      : this.kind === "Handshake"
+      ? `TLS handshake with ${at} failed: ${this.detail}`
+      // Expired, HostnameMismatch: the detail says how ("expired on ...", "is not issued for ...").
+      : `TLS: the certificate of ${at} ${this.detail}`
+  }
+}
+
+/**
+ * A TLS file cannot be used: it cannot be read, it is not the PEM it should be, or the key is not the
+ * certificate's. Reported before anything is bound or opened (and by a reload, which keeps what it had).
+ */
+export class TlsFileError extends Schema.TaggedError<TlsFileError>()("TlsFileError", {
+  /** What the file should hold: the server's certificate (chain), its private key, or the CAs a client trusts. */
+  role: Schema.Literals(["cert", "key", "ca"]),
+  file: Schema.String,
+  kind: Schema.Literals(["Unreadable", "Invalid", "KeyMismatch"]),
+  detail: Schema.String,
+}) {
+  override get message(): string {
+    const what = this.role === "cert" ? "certificate" : this.role === "key" ? "private key" : "CA certificate"
+    return this.kind === "Unreadable"
+      ? `cannot read the TLS ${what} file ${this.file}: ${this.detail}`
+      : this.kind === "Invalid"
+      ? `the TLS ${what} file ${this.file} holds no valid PEM ${what}: ${this.detail}`
+      : `the TLS private key file ${this.file} is not the key of the certificate: ${this.detail}`
+  }
+}
+
 /** Every failure caps reports. */
 export type CapsError =
   | NameNotResolved
@@ -174,6 +219,8 @@ export type CapsError =
   | ProtocolViolation
   | InvalidOption
   | NetworkError
+  | TlsError
+  | TlsFileError
 
 /** Failures of reaching a server or exchanging bytes with it. */
 export type ConnectError = ConnectionRefused | Unreachable | PermissionDenied | ConnectionClosed | NetworkError

@@ -25,6 +25,8 @@ export const ofError: { readonly [Tag in CapsError.CapsError["_tag"]]: number } 
   PermissionDenied: 12,
   NetworkError: 13,
   ProtocolViolation: 14,
+  TlsError: 15,
+  TlsFileError: 16,
   InvalidOption: USAGE,
 }
 

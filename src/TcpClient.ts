@@ -27,6 +27,13 @@
  * be idempotent; `resendUnanswered: false` turns even that resend off.
  * Any failure or timeout discards the connection, so a late reply can never
  * be read as the answer to the next sentence.
+ *
+ * With `tls`, each connection is TLS, and its server's certificate is checked
+ * (trusted, valid now, issued for the host's name: see `Tls.verify`) before a
+ * sentence is written; a failure is a `TlsError` saying which. Connecting
+ * includes the handshake, within the connect timeout. A plaintext client that
+ * gets a TLS record as its reply is talking to a TLS server: that is a
+ * `ProtocolViolation` saying so, not a reply.
  */
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
@@ -39,12 +46,14 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Net from "node:net"
+import * as NodeTls from "node:tls"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import { LineFramer } from "./LineFramer.ts"
 import * as Options from "./Options.ts"
 import * as Protocol from "./Protocol.ts"
 import * as Resolver from "./Resolver.ts"
+import * as Tls from "./Tls.ts"
 
 /** How to reach the server; every field has a default. */
 export interface TcpClientOptions {
@@ -63,6 +72,11 @@ export interface TcpClientOptions {
    * reply arrived is sent once more, on a fresh connection; true by default.
    */
   readonly resendUnanswered?: boolean | undefined
+  /**
+   * Speak TLS: `true` trusts the system's CAs and checks the certificate against `host`; `{ ca, servername }`
+   * trusts the CAs of the PEM file `ca` instead, and checks (and sends as SNI) `servername`. Plaintext by default.
+   */
+  readonly tls?: boolean | Tls.ClientTls | undefined
 }
 
 const OptionsSchema = Schema.Struct({
@@ -72,6 +86,7 @@ const OptionsSchema = Schema.Struct({
   replyTimeout: Schema.optional(Options.PositiveDuration()),
   maxReplyBytes: Schema.optional(Options.PositiveInt),
   resendUnanswered: Schema.optional(Schema.Boolean),
+  tls: Schema.optional(Tls.ClientTlsOption),
 })
 
 const decodeOptions = Options.decode(OptionsSchema, "TcpClient")
@@ -84,7 +99,8 @@ export const DEFAULT_MAX_REPLY_BYTES = 16 * 1024 * 1024
 
 /**
  * The client's settings as the CLI reads them: `CAPS_HOST` (localhost), `CAPS_PORT` (12000) and
- * `CAPS_TIMEOUT` in seconds (5), which bounds both connecting and waiting for a reply.
+ * `CAPS_TIMEOUT` in seconds (5), which bounds both connecting and waiting for a reply, and `CAPS_TLS`,
+ * `CAPS_CA`, `CAPS_SERVERNAME` (see `Tls.clientConfig`).
  */
 export const config: Config.Config<TcpClientOptions> = Config.all({
   host: Config.schema(Options.Host, "CAPS_HOST").pipe(Config.withDefault("localhost")),
@@ -92,11 +108,13 @@ export const config: Config.Config<TcpClientOptions> = Config.all({
   timeout: Config.schema(Seconds, "CAPS_TIMEOUT").pipe(
     Config.withDefault(Duration.toSeconds(DEFAULT_TIMEOUT)),
   ),
-}).pipe(Config.map(({ host, port, timeout }) => ({
+  tls: Tls.clientConfig,
+}).pipe(Config.map(({ host, port, timeout, tls }) => ({
   host,
   port,
   connectTimeout: Duration.seconds(timeout),
   replyTimeout: Duration.seconds(timeout),
+  ...(tls === undefined ? {} : { tls }),
 })))
 
 /** Everything a TCP request can fail with. */
@@ -111,6 +129,7 @@ export type TcpClientError =
   | CapsError.MalformedInput
   | CapsError.ProtocolViolation
   | CapsError.NetworkError
+  | CapsError.TlsError
 
 /** A client of a caps (or textbook) TCP server. */
 export class TcpClient extends Context.Service<TcpClient, {
@@ -146,12 +165,15 @@ class Connection {
   readonly #socket: Net.Socket
   readonly #server: Endpoint.Endpoint
   readonly #framer: LineFramer
+  readonly #plaintext: boolean
   #waiter: ((outcome: Outcome) => void) | undefined
   #replyBytes = 0
+  #sent: Uint8Array | undefined
 
-  constructor(socket: Net.Socket, server: Endpoint.Endpoint, maxReplyBytes: number) {
+  constructor(socket: Net.Socket, server: Endpoint.Endpoint, maxReplyBytes: number, plaintext: boolean) {
     this.#socket = socket
     this.#server = server
+    this.#plaintext = plaintext
     this.#framer = new LineFramer(maxReplyBytes)
     socket.on("data", (chunk: Buffer) => this.#onData(chunk))
     socket.on("end", () => this.#onEnd())
@@ -163,6 +185,7 @@ class Connection {
   exchange(line: Uint8Array): Effect.Effect<Outcome> {
     return Effect.callback<Outcome>((resume) => {
       this.#replyBytes = 0
+      this.#sent = line
       this.#waiter = (outcome) => resume(Effect.succeed(outcome))
       // A failed write is reported by the socket's `error` event.
       this.#socket.write(line)
@@ -200,6 +223,14 @@ class Connection {
   #onData(chunk: Buffer): void {
     if (this.ended !== undefined) return
     if (this.#waiter === undefined) return this.#end({ _tag: "Unasked", bytes: chunk.length })
+    if (this.#replyBytes === 0 && this.#plaintext && Tls.isRecordHeader(chunk) && !Tls.isRecordHeader(this.#sent!)) {
+      return this.#fail(
+        new CapsError.ProtocolViolation({
+          endpoint: this.#server,
+          detail: "it answered with a TLS record: it is a TLS server (connect with --tls)",
+        }),
+      )
+    }
     this.#replyBytes += chunk.length
     const framed = this.#framer.push(chunk)
     if (framed._tag === "TooLong") {
@@ -245,14 +276,15 @@ class Connection {
 }
 
 /** Whether connecting to the next address of the host is worth trying after this failure. */
-const triesNextAddress = (error: CapsError.ConnectError | CapsError.Timeout): boolean =>
+const triesNextAddress = (error: CapsError.ConnectError | CapsError.Timeout | CapsError.TlsError): boolean =>
   error._tag === "ConnectionRefused" || error._tag === "Unreachable"
 
 /** Builds the client (nothing is opened until the first request); its connection is closed with the scope. */
 export const make = Effect.fn("TcpClient.make")(function* (
   options: TcpClientOptions = {},
-): Effect.fn.Return<TcpClient["Service"], CapsError.InvalidOption, Scope.Scope> {
+): Effect.fn.Return<TcpClient["Service"], CapsError.InvalidOption | CapsError.TlsFileError, Scope.Scope> {
   yield* decodeOptions(options)
+  const tls = options.tls === undefined || options.tls === false ? undefined : yield* Tls.loadClient(options.tls)
   const server = Endpoint.make(options.host ?? "localhost", options.port ?? Protocol.DEFAULT_PORT, "tcp")
   const connectTimeout = Options.duration(options.connectTimeout, DEFAULT_TIMEOUT)
   const replyTimeout = Options.duration(options.replyTimeout, DEFAULT_TIMEOUT)
@@ -273,16 +305,35 @@ export const make = Effect.fn("TcpClient.make")(function* (
 
   // The connection becomes `current` as it opens, so that interruption at any point leaves it to `discard`.
   const connectTo = (address: string) =>
-    Effect.callback<Connection, CapsError.ConnectError>((resume) => {
-      const socket = Net.connect({ host: address, port: server.port, noDelay: true })
+    Effect.callback<Connection, CapsError.ConnectError | CapsError.TlsError>((resume) => {
+      const socket = tls === undefined
+        ? Net.connect({ host: address, port: server.port, noDelay: true })
+        : NodeTls.connect(Tls.connectOptions(tls, server.host, address, server.port))
       const onError = (cause: Error) => {
         socket.destroy()
-        resume(Effect.fail(CapsError.fromConnectFailure(cause, server)))
+        resume(Effect.fail(
+          tls === undefined ? CapsError.fromConnectFailure(cause, server) : Tls.fromConnectFailure(cause, server),
+        ))
       }
       socket.once("error", onError)
-      socket.once("connect", () => {
+      socket.once(tls === undefined ? "connect" : "secureConnect", () => {
         socket.off("error", onError)
-        current = new Connection(socket, server, maxReplyBytes)
+        if (tls !== undefined) {
+          socket.setNoDelay(true)
+          // Checked before a byte is written: nothing goes to a server that is not the one asked for.
+          const refused = Tls.verify(
+            socket as NodeTls.TLSSocket,
+            Tls.nameToCheck(tls, server.host),
+            server,
+            // The system's time, as the TLS library's own check of the certificate uses.
+            Date.now(),
+          )
+          if (refused !== undefined) {
+            socket.destroy()
+            return resume(Effect.fail(refused))
+          }
+        }
+        current = new Connection(socket, server, maxReplyBytes, tls === undefined)
         resume(Effect.succeed(current))
       })
       return Effect.sync(() => socket.destroy())
@@ -291,7 +342,7 @@ export const make = Effect.fn("TcpClient.make")(function* (
   // Each address of the host in turn; the first failure is the one reported.
   const open = Effect.gen(function* () {
     const addresses = yield* resolver.resolve(server.host)
-    let first: CapsError.ConnectError | CapsError.Timeout | undefined
+    let first: CapsError.ConnectError | CapsError.Timeout | CapsError.TlsError | undefined
     for (const { address } of addresses) {
       const result = yield* Effect.result(connectTo(address))
       if (Result.isSuccess(result)) return result.success
@@ -344,11 +395,15 @@ export const make = Effect.fn("TcpClient.make")(function* (
 })
 
 /** Provides a client whose connection lives as long as the layer. */
-export const layer = (options: TcpClientOptions = {}): Layer.Layer<TcpClient, CapsError.InvalidOption> =>
-  Layer.effect(TcpClient, make(options))
+export const layer = (
+  options: TcpClientOptions = {},
+): Layer.Layer<TcpClient, CapsError.InvalidOption | CapsError.TlsFileError> => Layer.effect(TcpClient, make(options))
 
 /** Provides a client configured as the CLI is, from `CAPS_*` settings (see `config`). */
-export const layerConfig: Layer.Layer<TcpClient, CapsError.InvalidOption | Config.ConfigError> = Layer.effect(
+export const layerConfig: Layer.Layer<
+  TcpClient,
+  CapsError.InvalidOption | CapsError.TlsFileError | Config.ConfigError
+> = Layer.effect(
   TcpClient,
   Effect.flatMap(config, make),
 )

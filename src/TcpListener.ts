@@ -9,6 +9,13 @@
  * to report. Each connection is served on its `node:net` socket directly
  * (`TcpConnection`), which is the hot path.
  *
+ * With `tls`, the server is `node:tls`'s, and a connection is handed over
+ * once its handshake is done, as a `TLSSocket` (a `net.Socket` to
+ * `TcpConnection`). The connection limit counts connections still in their
+ * handshake; a failed handshake is counted and logged (throttled), and only
+ * that connection ends. The secure context can be replaced while serving:
+ * connections already open keep theirs.
+ *
  * Guarantees: `make` returns only once the server listens, so no connection
  * is lost between binding and serving; connection fibers live in the scope of
  * `run`, so interrupting `run` (or closing the scope) interrupts them all and
@@ -18,8 +25,10 @@ import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Scope from "effect/Scope"
 import * as Net from "node:net"
+import * as NodeTls from "node:tls"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
+import * as Tls from "./Tls.ts"
 import { WarningThrottle } from "./WarningThrottle.ts"
 
 const isDeno = "Deno" in globalThis
@@ -35,6 +44,11 @@ export interface ListenOptions {
    * and the server never runs out of descriptors because of clients.
    */
   readonly maxConnections?: number | undefined
+  /** Serve TLS with this certificate and key; a handshake not done in `handshakeTimeoutMillis` fails. */
+  readonly tls?: {
+    readonly context: Tls.ServerCredentials["context"]
+    readonly handshakeTimeoutMillis: number
+  } | undefined
 }
 
 /** An accepted connection: the socket, closed with the handler's scope, and who is on the other end. */
@@ -60,6 +74,10 @@ export interface TcpListener {
   readonly openSockets: () => number
   /** Completes once every accepted socket is closed (at once if none is open). */
   readonly allClosed: Effect.Effect<void>
+  /** TLS handshakes that failed (none without TLS). */
+  readonly handshakeFailures: () => number
+  /** Serves new connections with another certificate and key (TLS only). */
+  readonly setSecureContext: (context: Tls.ServerCredentials["context"]) => void
 }
 
 // A lingering close, as nginx's `lingering_close`: send our FIN once queued replies are flushed, then read
@@ -85,7 +103,15 @@ const peerOf = (conn: Net.Socket): Endpoint.Endpoint =>
 /** Listens on `options`, failing with a typed error when the address cannot be bound. */
 export const make = Effect.fnUntraced(function* (options: ListenOptions) {
   const wanted = Endpoint.make(options.host, options.port, "tcp")
-  const server = Net.createServer({ allowHalfOpen: true, noDelay: true })
+  const tls = options.tls
+  // Not half-open during the handshake: a client that closes then would hold its socket until the handshake
+  // timeout. Each TLS socket is made half-open once secure (`ready`).
+  const tlsServer = tls === undefined ? undefined : NodeTls.createServer({
+    noDelay: true,
+    handshakeTimeout: tls.handshakeTimeoutMillis,
+    ...tls.context,
+  })
+  const server: Net.Server = tlsServer ?? Net.createServer({ allowHalfOpen: true, noDelay: true })
   // Connections that arrive before `run` installs a handler wait here, paused.
   const waiting = new Set<Net.Socket>()
   let onConnection = (conn: Net.Socket) => {
@@ -106,6 +132,16 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
   }
   let rejected = 0
   let onRejected = () => {}
+  let handshakeFailures = 0
+  const peers = new WeakMap<Net.Socket, Endpoint.Endpoint>()
+  let onHandshakeFailure = (_error: Error, _peer: Endpoint.Endpoint) => {}
+  const ready = (conn: Net.Socket) => {
+    conn.allowHalfOpen = true
+    // Deno's node:net stops emitting `readable` after an explicit pause; its sockets start non-flowing anyway.
+    if (!isDeno) conn.pause()
+    onConnection(conn)
+  }
+  // With TLS, the TCP connection is counted here, and served once its handshake is done.
   server.on("connection", (conn: Net.Socket) => {
     if (accepted.size >= maxConnections) {
       rejected++
@@ -114,10 +150,22 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
     }
     accepted.add(conn)
     conn.once("close", () => closed(conn))
-    // Deno's node:net stops emitting `readable` after an explicit pause; its sockets start non-flowing anyway.
-    if (!isDeno) conn.pause()
-    onConnection(conn)
+    if (tls === undefined) ready(conn)
+    else peers.set(conn, peerOf(conn))
   })
+  if (tlsServer !== undefined) {
+    tlsServer.on("secureConnection", ready)
+    tlsServer.on("tlsClientError", (error: Error, conn: NodeTls.TLSSocket) => {
+      // A TLS socket whose handshake failed may know no peer address any more (Deno's never knew it): the TCP
+      // socket under it (`_parent`, on both runtimes) was asked when it was accepted.
+      const tcp = (conn as { readonly _parent?: Net.Socket })._parent
+      const peer = tcp === undefined ? peerOf(conn) : peers.get(tcp)
+      // None: closed at once at the connection limit, counted there.
+      if (peer === undefined) return
+      handshakeFailures++
+      onHandshakeFailure(error, peer)
+    })
+  }
 
   yield* Effect.acquireRelease(
     Effect.callback<void, CapsError.BindError>((resume) => {
@@ -157,6 +205,10 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
         throttle.warn("AcceptError", () =>
           `accept failed on ${Endpoint.format(address)}: ${CapsError.errno(error) ?? "error"} (${error.message}); ` +
           `still listening`)
+      const logHandshakeFailure = (error: Error, peer: Endpoint.Endpoint) =>
+        throttle.warn("TlsHandshake", () =>
+          `TLS handshake failed from ${Endpoint.format(peer)} on ${Endpoint.format(address)}: ` +
+          `${Tls.describeHandshakeFailure(error)}; closed it (${handshakeFailures} so far)`)
       const logRejected = () =>
         throttle.warn("ConnectionLimit", () =>
           `connection limit of ${maxConnections} reached on ${Endpoint.format(address)}: ` +
@@ -172,6 +224,7 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
       onConnection = serve
       onAcceptError = logAcceptError
       onRejected = logRejected
+      onHandshakeFailure = logHandshakeFailure
       for (const conn of waiting) {
         serve(conn)
       }
@@ -183,6 +236,7 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
             conn.destroy()
           onAcceptError = () => {}
           onRejected = () => {}
+          onHandshakeFailure = () => {}
         }),
       )
       return yield* Effect.never
@@ -207,5 +261,7 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
     rejected: () => rejected,
     openSockets: () => accepted.size,
     allClosed,
+    handshakeFailures: () => handshakeFailures,
+    setSecureContext: (context) => tlsServer?.setSecureContext(context),
   } satisfies TcpListener
 })

@@ -18,6 +18,16 @@
  *    deadline (5 s by default), interrupt what remains, which closes its socket
  *    at once;
  * 5. log one line saying how many connections finished and how many were cut.
+ *
+ * With `tls` (certificate and key files, read and checked before binding),
+ * every connection is TLS and is served exactly as a plaintext one once its
+ * handshake is done. `reloadTls` reads the files again for new connections;
+ * open ones keep the certificate they were set up with. TLS has no half-close
+ * of its own: a client that ends its side sends close_notify, then FIN. TLS
+ * 1.3 lets the other side go on writing after a close_notify (RFC 8446 6.1),
+ * and the server does, so such a client still gets its replies, as over plain
+ * TCP; a TLS 1.2 client may take its close_notify as the end of both
+ * directions. The server's own close is close_notify then FIN, lingering.
  */
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
@@ -36,6 +46,7 @@ import * as Options from "./Options.ts"
 import * as Protocol from "./Protocol.ts"
 import * as TcpConnection from "./TcpConnection.ts"
 import * as TcpListener from "./TcpListener.ts"
+import * as Tls from "./Tls.ts"
 import { Transform } from "./Transform.ts"
 
 /** How to run a TCP server; every field has a default. */
@@ -60,6 +71,11 @@ export interface TcpServerOptions {
   readonly drainTimeout?: Duration.Input | undefined
   /** Length of the kernel's queue of connections not yet accepted. */
   readonly backlog?: number | undefined
+  /**
+   * Serve TLS with the certificate and key in these PEM files (paths, so that `reloadTls` can read them
+   * again); plaintext by default. A handshake must be done within the idle timeout (120 s without one).
+   */
+  readonly tls?: Tls.ServerTls | undefined
 }
 
 /** The options as `make` checks them. */
@@ -71,6 +87,7 @@ export const TcpServerOptions = Schema.Struct({
   idleTimeout: Schema.optional(Options.PositiveDuration({ infinite: true })),
   drainTimeout: Schema.optional(Options.PositiveDuration()),
   backlog: Schema.optional(Options.PositiveInt),
+  tls: Schema.optional(Tls.ServerTls),
 })
 
 /** Counters of a running server. */
@@ -84,6 +101,8 @@ export interface TcpServerStats {
   /** Closed because their transform failed or threw, or a callback raised. */
   readonly failedConnections: number
   readonly acceptErrors: number
+  /** TLS handshakes that failed: plaintext clients, clients that refused the certificate, timeouts. */
+  readonly tlsHandshakeFailures: number
 }
 
 /** A running TCP server. */
@@ -91,6 +110,13 @@ export class TcpServer extends Context.Service<TcpServer, {
   /** The bound address (with the real port when 0 was asked for). */
   readonly address: Endpoint.Endpoint
   readonly stats: Effect.Effect<TcpServerStats>
+  /** The certificate new connections are served with; `undefined` without TLS. */
+  readonly tlsCertificate: Effect.Effect<Tls.CertificateInfo | undefined>
+  /**
+   * Reads the `tls` files again and serves new connections with them (open ones keep theirs), returning the
+   * new certificate; on failure the previous one stays. Without TLS it does nothing and returns `undefined`.
+   */
+  readonly reloadTls: Effect.Effect<Tls.CertificateInfo | undefined, CapsError.TlsFileError>
 }>()("caps/TcpServer") {}
 
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024
@@ -99,7 +125,11 @@ export const DEFAULT_IDLE_TIMEOUT = Duration.seconds(60)
 export const DEFAULT_DRAIN_TIMEOUT = Duration.seconds(5)
 
 /** Everything `make` can fail with. */
-export type TcpServerError = CapsError.BindError | CapsError.NameNotResolved | CapsError.InvalidOption
+export type TcpServerError =
+  | CapsError.BindError
+  | CapsError.NameNotResolved
+  | CapsError.InvalidOption
+  | CapsError.TlsFileError
 
 const decodeOptions = Options.decode(TcpServerOptions, "TcpServer")
 
@@ -107,6 +137,7 @@ const decodeOptions = Options.decode(TcpServerOptions, "TcpServer")
 export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Service"], TcpServerError, Scope.Scope> =
   Effect.fn("TcpServer.make")(function* (given: TcpServerOptions = {}) {
     const options = yield* decodeOptions(given)
+    let credentials = options.tls === undefined ? undefined : yield* Tls.loadServer(options.tls)
     const transform = yield* Transform
     const clock = yield* Clock.Clock
     const requested = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
@@ -115,6 +146,7 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
     const maxConnections = descriptors.known || options.maxConnections === undefined
       ? Math.min(requested, descriptors.budget)
       : requested
+    const idleTimeout = Options.duration(given.idleTimeout, DEFAULT_IDLE_TIMEOUT)
     const listener = yield* ListenAddress.bind(
       options.host,
       (host) =>
@@ -123,9 +155,12 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
           port: options.port ?? Protocol.DEFAULT_PORT,
           backlog: options.backlog,
           maxConnections,
+          tls: credentials && {
+            context: credentials.context,
+            handshakeTimeoutMillis: Duration.isFinite(idleTimeout) ? Duration.toMillis(idleTimeout) : 120_000,
+          },
         }),
     )
-    const idleTimeout = Options.duration(given.idleTimeout, DEFAULT_IDLE_TIMEOUT)
     const drainTimeout = Options.duration(given.drainTimeout, DEFAULT_DRAIN_TIMEOUT)
     const connectionOptions: TcpConnection.ConnectionOptions = {
       maxLineBytes: options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
@@ -219,6 +254,7 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
     if (Duration.isFinite(idleTimeout)) yield* Effect.forkScoped(sweepIdle)
     // Added after the forks, so it runs first when the scope closes: drain, then interrupt what is left.
     yield* Effect.addFinalizer(() => drain)
+    const files = options.tls
     return TcpServer.of({
       address,
       stats: Effect.sync(() => ({
@@ -226,7 +262,17 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
         connectionsOpen: tracked.size,
         connectionsRejected: listener.rejected(),
         acceptErrors: listener.acceptErrors(),
+        tlsHandshakeFailures: listener.handshakeFailures(),
       })),
+      tlsCertificate: Effect.sync(() => credentials?.certificate),
+      reloadTls: files === undefined ? Effect.undefined : Tls.loadServer(files).pipe(
+        Effect.map((loaded) => {
+          listener.setSecureContext(loaded.context)
+          credentials = loaded
+          return loaded.certificate
+        }),
+        Effect.withSpan("TcpServer.reloadTls"),
+      ),
     })
   })
 
@@ -234,7 +280,10 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
 export const layer = (options: TcpServerOptions = {}): Layer.Layer<TcpServer, TcpServerError> =>
   Layer.effect(TcpServer, make(options))
 
-/** The server's settings from the environment, as the CLI reads them: `CAPS_PORT`, `CAPS_IDLE_TIMEOUT` (seconds), ... */
+/**
+ * The server's settings from the environment, as the CLI reads them: `CAPS_PORT`, `CAPS_IDLE_TIMEOUT` (seconds),
+ * ..., `CAPS_TLS_CERT` and `CAPS_TLS_KEY` (TLS when either is set; `make` refuses one without the other).
+ */
 export const config: Config.Config<TcpServerOptions> = Config.all({
   host: Config.option(Config.String(Options.envVarOf("host"))).pipe(Config.map(Option.getOrUndefined)),
   port: Config.Int(Options.envVarOf("port")).pipe(Config.withDefault(Protocol.DEFAULT_PORT)),
@@ -242,6 +291,7 @@ export const config: Config.Config<TcpServerOptions> = Config.all({
   maxConnections: Config.Int(Options.envVarOf("max-connections")).pipe(Config.withDefault(DEFAULT_MAX_CONNECTIONS)),
   idleTimeout: Options.secondsConfig("idle-timeout", DEFAULT_IDLE_TIMEOUT),
   drainTimeout: Options.secondsConfig("drain-timeout", DEFAULT_DRAIN_TIMEOUT),
+  tls: Tls.serverConfig,
 })
 
 /** A layer that runs a TCP server configured by `config` (the `CAPS_*` variables, through the `ConfigProvider`). */

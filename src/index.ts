@@ -11,6 +11,7 @@
  * - `LineFramer`, `Utf8`: the pure protocol, framing and decoding, apart from I/O.
  * - `CapsError`: the typed failures; `Endpoint`: how places are named in messages.
  * - `Resolver`: how the clients turn a host name into the addresses they try, replaceable.
+ * - `Tls`: TLS for TCP, its files (`ServerTls`, `ClientTls`) and what a certificate is (`CertificateInfo`).
  */
 export * as CapsError from "./CapsError.ts"
 export * as Endpoint from "./Endpoint.ts"
@@ -18,6 +19,7 @@ export * as LineFramer from "./LineFramer.ts"
 export * as Resolver from "./Resolver.ts"
 export * as TcpClient from "./TcpClient.ts"
 export * as TcpServer from "./TcpServer.ts"
+export * as Tls from "./Tls.ts"
 export * as Transform from "./Transform.ts"
 export * as UdpClient from "./UdpClient.ts"
 export * as UdpGuard from "./UdpGuard.ts"
