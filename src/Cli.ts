@@ -18,6 +18,7 @@ import * as Schema from "effect/Schema"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as ClientSession from "./ClientSession.ts"
+import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import * as Options from "./Options.ts"
@@ -25,6 +26,7 @@ import * as Pinger from "./Pinger.ts"
 import * as Protocol from "./Protocol.ts"
 import * as TcpClient from "./TcpClient.ts"
 import * as TcpServer from "./TcpServer.ts"
+import * as Tls from "./Tls.ts"
 import * as Transform from "./Transform.ts"
 import * as UdpClient from "./UdpClient.ts"
 import * as UdpServer from "./UdpServer.ts"
@@ -98,6 +100,38 @@ const secondsFlag = (name: string, description: string, fallback: number) =>
     Flag.withSchema(Positive),
   )
 
+const fileFlag = (name: string, description: string) =>
+  Flag.String(name).pipe(
+    Flag.withMetavar("FILE"),
+    Flag.withDescription(`${description} (env ${envVarOf(name)})`),
+    Flag.withFallbackConfig(Config.String(envVarOf(name))),
+    Flag.optional,
+  )
+
+/** Flags of a TLS client (`tcp-client`, `check`). */
+const tlsClientFlags = {
+  tls: Flag.Boolean("tls").pipe(
+    Flag.withDescription(`speak TLS over TCP; implied by --ca and --servername (env ${envVarOf("tls")})`),
+    Flag.withFallbackConfig(Config.Boolean(envVarOf("tls"))),
+    Flag.optional,
+  ),
+  ca: fileFlag("ca", "trust the CAs of this PEM file instead of the system's"),
+  servername: Flag.String("servername").pipe(
+    Flag.withMetavar("NAME"),
+    Flag.withDescription(
+      `the name the server's certificate must be issued for, sent as SNI; default the host (env ${
+        envVarOf("servername")
+      })`,
+    ),
+    Flag.withFallbackConfig(Config.String(envVarOf("servername"))),
+    Flag.optional,
+  ),
+}
+
+type TlsClientFlags = Command.Command.Config.Infer<typeof tlsClientFlags>
+
+const clientTls = (flags: TlsClientFlags) => Tls.clientTlsOf(flags.tls, flags.ca, flags.servername)
+
 const port = (schema: typeof ServerPort) => intFlag("port", "port number", Protocol.DEFAULT_PORT, schema)
 
 const seconds = Options.seconds
@@ -136,6 +170,11 @@ const tcpFlags = {
     "seconds without bytes after which a TCP connection is closed",
     Duration.toSeconds(TcpServer.DEFAULT_IDLE_TIMEOUT),
   ),
+  tlsCert: fileFlag(
+    "tls-cert",
+    "serve TCP over TLS with this PEM certificate (chain), with --tls-key; both files are read again on SIGHUP",
+  ),
+  tlsKey: fileFlag("tls-key", "the PEM private key of --tls-cert"),
 }
 
 /** Flags of the UDP server. */
@@ -173,15 +212,30 @@ const udpLayer = (flags: ServerFlags & UdpFlags) =>
     rateLimit: flags.rateLimit === 0 ? undefined : UdpServer.rateLimitOf(flags.rateLimit),
   })
 
-const tcpLayer = (flags: ServerFlags & TcpFlags) =>
-  TcpServer.layer({
-    host: Option.getOrUndefined(flags.host),
-    port: flags.port,
-    maxLineBytes: flags.maxLineBytes,
-    maxConnections: Option.getOrUndefined(flags.maxConnections),
-    idleTimeout: seconds(flags.idleTimeout),
-    drainTimeout: seconds(flags.drainTimeout),
+// One of --tls-cert and --tls-key without the other is a usage error, named as the user wrote it.
+const serverTls = (flags: TcpFlags): Effect.Effect<Tls.ServerTls | undefined, CapsError.InvalidOption> =>
+  Option.match(Option.all([flags.tlsCert, flags.tlsKey]), {
+    onSome: ([cert, key]) => Effect.succeed({ cert, key }),
+    onNone: () =>
+      Option.isNone(flags.tlsCert) && Option.isNone(flags.tlsKey) ? Effect.succeed(undefined) : Effect.fail(
+        new CapsError.InvalidOption({
+          option: Option.isNone(flags.tlsKey) ? "--tls-key" : "--tls-cert",
+          detail: "--tls-cert and --tls-key go together (env CAPS_TLS_CERT and CAPS_TLS_KEY)",
+        }),
+      ),
   })
+
+const tcpLayer = (flags: ServerFlags & TcpFlags) =>
+  Layer.unwrap(Effect.map(serverTls(flags), (tls) =>
+    TcpServer.layer({
+      host: Option.getOrUndefined(flags.host),
+      port: flags.port,
+      maxLineBytes: flags.maxLineBytes,
+      maxConnections: Option.getOrUndefined(flags.maxConnections),
+      idleTimeout: seconds(flags.idleTimeout),
+      drainTimeout: seconds(flags.drainTimeout),
+      tls,
+    })))
 
 const timeout = (fallback: number) => secondsFlag("timeout", "seconds to wait for a reply", fallback)
 
@@ -196,12 +250,27 @@ const message = Flag.String("message").pipe(
 /** Set by a server once it serves: stopping a serving server by a signal is its normal end. */
 export const shutdown = { byInterruptIsSuccess: false }
 
-const ready = (program: string, address: Endpoint.Endpoint, flags: ServerFlags) =>
+const ready = (
+  program: string,
+  address: Endpoint.Endpoint,
+  flags: ServerFlags,
+  certificate?: Tls.CertificateInfo | undefined,
+) =>
   Console.log(
     `caps ${program}: ready on ${Endpoint.format(address)} (${
       ListenAddress.describe(address.host, Option.getOrUndefined(flags.host))
-    }), transform ${flags.transform.name}`,
+    }), transform ${flags.transform.name}${
+      certificate === undefined ? "" : `, TLS with ${Tls.describeCertificate(certificate)}`
+    }`,
   )
+
+// A TLS server reloads its certificate on SIGHUP, logging one line; without TLS, SIGHUP keeps its default.
+const readyTcp = (server: TcpServer.TcpServer["Service"], flags: ServerFlags) =>
+  Effect.gen(function* () {
+    const certificate = yield* server.tlsCertificate
+    yield* ready("tcp-server", server.address, flags, certificate)
+    if (certificate !== undefined) yield* Tls.reloadOnHangup(server.reloadTls)
+  })
 
 const serveForever = Effect.sync(() => {
   shutdown.byInterruptIsSuccess = true
@@ -224,9 +293,9 @@ const tcpServer = Command.make(
   (flags) =>
     Effect.gen(function* () {
       const server = yield* TcpServer.TcpServer
-      yield* ready("tcp-server", server.address, flags)
+      yield* readyTcp(server, flags)
       return yield* serveForever
-    }).pipe(Effect.provide(tcpLayer(flags).pipe(Layer.provide(Transform.layer(flags.transform))))),
+    }).pipe(Effect.scoped, Effect.provide(tcpLayer(flags).pipe(Layer.provide(Transform.layer(flags.transform))))),
 ).pipe(Command.withDescription("TCP server: serves many connections at once, answering the transformed stream"))
 
 const serve = Command.make(
@@ -237,13 +306,20 @@ const serve = Command.make(
       const udp = yield* UdpServer.UdpServer
       const tcp = yield* TcpServer.TcpServer
       yield* ready("udp-server", udp.address, flags)
-      yield* ready("tcp-server", tcp.address, flags)
+      yield* readyTcp(tcp, flags)
       return yield* serveForever
     }).pipe(
+      Effect.scoped,
       // With port 0 each server takes whatever port it gets; otherwise both use the same number.
       Effect.provide(
         Layer.mergeAll(udpLayer(flags), tcpLayer(flags)).pipe(Layer.provide(Transform.layer(flags.transform))),
       ),
+      // The TLS files are checked before either server binds, so that a bad one leaves nothing bound.
+      (serving) =>
+        Effect.andThen(
+          Effect.flatMap(serverTls(flags), (tls) => tls === undefined ? Effect.void : Tls.loadServer(tls)),
+          serving,
+        ),
     ),
 ).pipe(Command.withDescription("both servers, UDP and TCP, on the same port number"))
 
@@ -276,7 +352,7 @@ const udpClient = Command.make(
 
 const tcpClient = Command.make(
   "tcp-client",
-  { host: clientHost, port: port(ClientPort), timeout: timeout(5), message },
+  { host: clientHost, port: port(ClientPort), timeout: timeout(5), message, ...tlsClientFlags },
   (flags) =>
     Effect.gen(function* () {
       const client = yield* TcpClient.TcpClient
@@ -287,6 +363,7 @@ const tcpClient = Command.make(
         port: flags.port,
         connectTimeout: seconds(flags.timeout),
         replyTimeout: seconds(flags.timeout),
+        tls: clientTls(flags),
       })),
     ),
 ).pipe(Command.withDescription("TCP client: sends each sentence as a line over one connection"))
