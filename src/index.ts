@@ -11,10 +11,12 @@
  * - `LineFramer`, `Utf8`: the pure protocol, framing and decoding, apart from I/O.
  * - `CapsError`: the typed failures; `Endpoint`: how places are named in messages.
  * - `Resolver`: how the clients turn a host name into the addresses they try, replaceable.
+ * - `Health`: the health check, one probe sentence over TCP and one over UDP (`caps check`).
  * - `Tls`: TLS for TCP, its files (`ServerTls`, `ClientTls`) and what a certificate is (`CertificateInfo`).
  */
 export * as CapsError from "./CapsError.ts"
 export * as Endpoint from "./Endpoint.ts"
+export * as Health from "./Health.ts"
 export * as LineFramer from "./LineFramer.ts"
 export * as Resolver from "./Resolver.ts"
 export * as TcpClient from "./TcpClient.ts"
