@@ -20,6 +20,7 @@ import * as Flag from "effect/cli/Flag"
 import * as ClientSession from "./ClientSession.ts"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
+import * as Health from "./Health.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import * as Options from "./Options.ts"
 import * as Pinger from "./Pinger.ts"
@@ -401,10 +402,52 @@ const ping = Command.make(
     }),
 ).pipe(Command.withDescription("the book's UDP pinger: Ping <seq> <time> datagrams, their round-trip times, a summary"))
 
+const check = Command.make(
+  "check",
+  {
+    host: clientHost,
+    port: port(ClientPort),
+    timeout: secondsFlag("timeout", "seconds each check may take", Duration.toSeconds(Health.DEFAULT_TIMEOUT)),
+    expect: Flag.String("expect").pipe(
+      Flag.withDescription(
+        `the reply to "${Health.PROBE}" that counts as healthy; default "${Health.DEFAULT_EXPECT}" (env ${
+          envVarOf("expect")
+        })`,
+      ),
+      Flag.withFallbackConfig(Config.String(envVarOf("expect"))),
+      Flag.optional,
+    ),
+    ...tlsClientFlags,
+  },
+  (flags) =>
+    Effect.gen(function* () {
+      const report = yield* Health.check({
+        host: flags.host,
+        port: flags.port,
+        timeout: seconds(flags.timeout),
+        expect: Option.getOrUndefined(flags.expect),
+        tls: clientTls(flags),
+      })
+      yield* Console.log(Health.format(report.tcp))
+      yield* Console.log(Health.format(report.udp))
+      if (!report.healthy) return yield* new Health.Unhealthy({ detail: Health.whatFailed(report) })
+    }).pipe(
+      // A check that cannot run (an unreadable CA file) is unhealthy too: never an exit code Docker reserves.
+      Effect.catchTags({
+        InvalidOption: (error) => Effect.fail(new Health.Unhealthy({ detail: error.message })),
+        TlsFileError: (error) => Effect.fail(new Health.Unhealthy({ detail: error.message })),
+      }),
+    ),
+).pipe(
+  Command.withDescription(
+    `health check: "${Health.PROBE}" over TCP and over UDP; exit 0 if both answer as expected in time, else 1`,
+  ),
+)
+
 /** The `caps` command with its subcommands. */
 export const caps = Command.make("caps").pipe(
   Command.withDescription("capitalisation servers and clients over UDP and TCP, after the textbook's four programs"),
-  Command.withSubcommands([udpServer, tcpServer, serve, udpClient, tcpClient, ping]),
+  Command.withSubcommands([udpServer, tcpServer, serve, udpClient, tcpClient, ping, check]),
 )
 
 /** Runs `caps` on the process's arguments. */

@@ -21,11 +21,15 @@ import * as Cli from "./Cli.ts"
 import * as ExitCode from "./ExitCode.ts"
 import * as Runtime from "./Runtime.ts"
 
+// `caps check` exits 1 for a usage error too: Docker's HEALTHCHECK reserves 2.
+let usageExitCode = ExitCode.USAGE
+
 // Usage errors are one line, not the whole help page.
 const presenter = CliOutput.layerPresenter({
   present: (event) => {
     switch (event._tag) {
       case "InvalidInvocation": {
+        if (event.commandPath[1] === "check") usageExitCode = ExitCode.UNHEALTHY
         const argv = process.argv.slice(2)
         const problems = event.errors
           .map((error) => Cli.explainUsageError(error.message, argv).replaceAll("\n", " "))
@@ -44,7 +48,7 @@ const exitCodeOf = (exit: Exit.Exit<unknown, unknown>): number => {
   const error = Cause.findErrorOption(exit.cause)
   if (error._tag === "Some") {
     const failure = error.value
-    if (CliError.isCliError(failure)) return ExitCode.USAGE
+    if (CliError.isCliError(failure)) return usageExitCode
     return ExitCode.ofFailure(failure)
   }
   if (Cause.hasInterruptsOnly(exit.cause)) {
