@@ -28,6 +28,7 @@ import * as Protocol from "./Protocol.ts"
 import * as TcpClient from "./TcpClient.ts"
 import * as TcpServer from "./TcpServer.ts"
 import * as Tls from "./Tls.ts"
+import * as TlsOptions from "./TlsOptions.ts"
 import * as Transform from "./Transform.ts"
 import * as UdpClient from "./UdpClient.ts"
 import * as UdpServer from "./UdpServer.ts"
@@ -131,7 +132,7 @@ const tlsClientFlags = {
 
 type TlsClientFlags = Command.Command.Config.Infer<typeof tlsClientFlags>
 
-const clientTls = (flags: TlsClientFlags) => Tls.clientTlsOf(flags.tls, flags.ca, flags.servername)
+const clientTls = (flags: TlsClientFlags) => TlsOptions.clientTlsOf(flags.tls, flags.ca, flags.servername)
 
 const port = (schema: typeof ServerPort) => intFlag("port", "port number", Protocol.DEFAULT_PORT, schema)
 
@@ -214,7 +215,7 @@ const udpLayer = (flags: ServerFlags & UdpFlags) =>
   })
 
 // One of --tls-cert and --tls-key without the other is a usage error, named as the user wrote it.
-const serverTls = (flags: TcpFlags): Effect.Effect<Tls.ServerTls | undefined, CapsError.InvalidOption> =>
+const serverTls = (flags: TcpFlags): Effect.Effect<TlsOptions.ServerTls | undefined, CapsError.InvalidOption> =>
   Option.match(Option.all([flags.tlsCert, flags.tlsKey]), {
     onSome: ([cert, key]) => Effect.succeed({ cert, key }),
     onNone: () =>
@@ -255,13 +256,13 @@ const ready = (
   program: string,
   address: Endpoint.Endpoint,
   flags: ServerFlags,
-  certificate?: Tls.CertificateInfo | undefined,
+  certificate?: TlsOptions.CertificateInfo | undefined,
 ) =>
   Console.log(
     `caps ${program}: ready on ${Endpoint.format(address)} (${
       ListenAddress.describe(address.host, Option.getOrUndefined(flags.host))
     }), transform ${flags.transform.name}${
-      certificate === undefined ? "" : `, TLS with ${Tls.describeCertificate(certificate)}`
+      certificate === undefined ? "" : `, TLS with ${TlsOptions.describeCertificate(certificate)}`
     }`,
   )
 

@@ -22,7 +22,7 @@ import * as Endpoint from "./Endpoint.ts"
 import * as Options from "./Options.ts"
 import * as Protocol from "./Protocol.ts"
 import * as TcpClient from "./TcpClient.ts"
-import type * as Tls from "./Tls.ts"
+import type * as TlsOptions from "./TlsOptions.ts"
 import * as UdpClient from "./UdpClient.ts"
 
 /** The sentence sent to each server. */
@@ -44,7 +44,7 @@ export interface HealthOptions {
   /** The UDP server's port, if not `port`. */
   readonly udpPort?: number | undefined
   /** TCP over TLS, as `TcpClient`'s option. */
-  readonly tls?: boolean | Tls.ClientTls | undefined
+  readonly tls?: boolean | TlsOptions.ClientTls | undefined
   /** How long each check may take, 3 seconds by default (UDP: three attempts of a third of it). */
   readonly timeout?: Duration.Input | undefined
   /** The reply that counts as correct; `DEFAULT_EXPECT` by default. */

@@ -54,6 +54,7 @@ import * as Options from "./Options.ts"
 import * as Protocol from "./Protocol.ts"
 import * as Resolver from "./Resolver.ts"
 import * as Tls from "./Tls.ts"
+import * as TlsOptions from "./TlsOptions.ts"
 
 /** How to reach the server; every field has a default. */
 export interface TcpClientOptions {
@@ -76,7 +77,7 @@ export interface TcpClientOptions {
    * Speak TLS: `true` trusts the system's CAs and checks the certificate against `host`; `{ ca, servername }`
    * trusts the CAs of the PEM file `ca` instead, and checks (and sends as SNI) `servername`. Plaintext by default.
    */
-  readonly tls?: boolean | Tls.ClientTls | undefined
+  readonly tls?: boolean | TlsOptions.ClientTls | undefined
 }
 
 const OptionsSchema = Schema.Struct({
@@ -86,7 +87,7 @@ const OptionsSchema = Schema.Struct({
   replyTimeout: Schema.optional(Options.PositiveDuration()),
   maxReplyBytes: Schema.optional(Options.PositiveInt),
   resendUnanswered: Schema.optional(Schema.Boolean),
-  tls: Schema.optional(Tls.ClientTlsOption),
+  tls: Schema.optional(TlsOptions.ClientTlsOption),
 })
 
 const decodeOptions = Options.decode(OptionsSchema, "TcpClient")
@@ -100,7 +101,7 @@ export const DEFAULT_MAX_REPLY_BYTES = 16 * 1024 * 1024
 /**
  * The client's settings as the CLI reads them: `CAPS_HOST` (localhost), `CAPS_PORT` (12000) and
  * `CAPS_TIMEOUT` in seconds (5), which bounds both connecting and waiting for a reply, and `CAPS_TLS`,
- * `CAPS_CA`, `CAPS_SERVERNAME` (see `Tls.clientConfig`).
+ * `CAPS_CA`, `CAPS_SERVERNAME` (see `TlsOptions.clientConfig`).
  */
 export const config: Config.Config<TcpClientOptions> = Config.all({
   host: Config.schema(Options.Host, "CAPS_HOST").pipe(Config.withDefault("localhost")),
@@ -108,7 +109,7 @@ export const config: Config.Config<TcpClientOptions> = Config.all({
   timeout: Config.schema(Seconds, "CAPS_TIMEOUT").pipe(
     Config.withDefault(Duration.toSeconds(DEFAULT_TIMEOUT)),
   ),
-  tls: Tls.clientConfig,
+  tls: TlsOptions.clientConfig,
 }).pipe(Config.map(({ host, port, timeout, tls }) => ({
   host,
   port,

@@ -47,6 +47,7 @@ import * as Protocol from "./Protocol.ts"
 import * as TcpConnection from "./TcpConnection.ts"
 import * as TcpListener from "./TcpListener.ts"
 import * as Tls from "./Tls.ts"
+import * as TlsOptions from "./TlsOptions.ts"
 import { Transform } from "./Transform.ts"
 
 /** How to run a TCP server; every field has a default. */
@@ -75,7 +76,7 @@ export interface TcpServerOptions {
    * Serve TLS with the certificate and key in these PEM files (paths, so that `reloadTls` can read them
    * again); plaintext by default. A handshake must be done within the idle timeout (120 s without one).
    */
-  readonly tls?: Tls.ServerTls | undefined
+  readonly tls?: TlsOptions.ServerTls | undefined
 }
 
 /** The options as `make` checks them. */
@@ -87,7 +88,7 @@ export const TcpServerOptions = Schema.Struct({
   idleTimeout: Schema.optional(Options.PositiveDuration({ infinite: true })),
   drainTimeout: Schema.optional(Options.PositiveDuration()),
   backlog: Schema.optional(Options.PositiveInt),
-  tls: Schema.optional(Tls.ServerTls),
+  tls: Schema.optional(TlsOptions.ServerTls),
 })
 
 /** Counters of a running server. */
@@ -111,12 +112,12 @@ export class TcpServer extends Context.Service<TcpServer, {
   readonly address: Endpoint.Endpoint
   readonly stats: Effect.Effect<TcpServerStats>
   /** The certificate new connections are served with; `undefined` without TLS. */
-  readonly tlsCertificate: Effect.Effect<Tls.CertificateInfo | undefined>
+  readonly tlsCertificate: Effect.Effect<TlsOptions.CertificateInfo | undefined>
   /**
    * Reads the `tls` files again and serves new connections with them (open ones keep theirs), returning the
    * new certificate; on failure the previous one stays. Without TLS it does nothing and returns `undefined`.
    */
-  readonly reloadTls: Effect.Effect<Tls.CertificateInfo | undefined, CapsError.TlsFileError>
+  readonly reloadTls: Effect.Effect<TlsOptions.CertificateInfo | undefined, CapsError.TlsFileError>
 }>()("caps/TcpServer") {}
 
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024
@@ -291,7 +292,7 @@ export const config: Config.Config<TcpServerOptions> = Config.all({
   maxConnections: Config.Int(Options.envVarOf("max-connections")).pipe(Config.withDefault(DEFAULT_MAX_CONNECTIONS)),
   idleTimeout: Options.secondsConfig("idle-timeout", DEFAULT_IDLE_TIMEOUT),
   drainTimeout: Options.secondsConfig("drain-timeout", DEFAULT_DRAIN_TIMEOUT),
-  tls: Tls.serverConfig,
+  tls: TlsOptions.serverConfig,
 })
 
 /** A layer that runs a TCP server configured by `config` (the `CAPS_*` variables, through the `ConfigProvider`). */

@@ -4,10 +4,7 @@
  * client's verification of the server; the handshake's failures as typed
  * errors (the client's) and log lines (the server's); the reload on SIGHUP.
  *
- * Certificates and keys are given as file paths, not PEM contents: a server
- * reloads them from the same files (`TcpServer.reloadTls`, SIGHUP for the
- * CLI), which is how a renewal (certbot, a secret mounted into a container)
- * hands a running server its new certificate. The files are parsed with
+ * The options themselves are in `TlsOptions`. The files are parsed with
  * `node:crypto` when they are read, since Deno's `tls.createSecureContext`
  * accepts anything and a bad file would only show at the first handshake.
  *
@@ -22,101 +19,21 @@
  * and the textbook protocol is one datagram per sentence, with no connection
  * for a handshake to set up.
  */
-import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import * as Schema from "effect/Schema"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as NodeTls from "node:tls"
 import * as CapsError from "./CapsError.ts"
 import type * as Endpoint from "./Endpoint.ts"
-import * as Options from "./Options.ts"
-
-/** A path to a file: not empty. */
-export const FilePath = Schema.String.check(
-  Schema.makeFilter((s) => s.length > 0 || "expected a file path, got none"),
-)
-
-/** A server's TLS files: its certificate (the leaf first, then any intermediates) and its private key, in PEM. */
-export interface ServerTls {
-  readonly cert: string
-  readonly key: string
-}
-
-/** `ServerTls` as the server's options check it. */
-export const ServerTls = Schema.Struct({ cert: FilePath, key: FilePath })
-
-/** How a client trusts its server; every field has a default. */
-export interface ClientTls {
-  /** PEM file of the CAs to trust instead of the system's; the system's by default. */
-  readonly ca?: string | undefined
-  /** The name the certificate must be issued for (and sent as SNI); the host as given by default. */
-  readonly servername?: string | undefined
-}
-
-/** A client's `tls` option: `true` (the system's CAs, the host's name), an object, or `false` for plaintext. */
-export const ClientTlsOption = Schema.Union([
-  Schema.Struct({ ca: Schema.optional(FilePath), servername: Schema.optional(Options.Host) }),
-  Schema.Boolean,
-])
-
-/**
- * A server's TLS files from `CAPS_TLS_CERT` and `CAPS_TLS_KEY`: TLS when either is set (one without the other
- * is refused when the options are decoded), plaintext when neither is.
- */
-export const serverConfig: Config.Config<ServerTls | undefined> = Config.all({
-  cert: Config.option(Config.String(Options.envVarOf("tls-cert"))),
-  key: Config.option(Config.String(Options.envVarOf("tls-key"))),
-}).pipe(
-  Config.map(({ cert, key }) =>
-    Option.isNone(cert) && Option.isNone(key)
-      ? undefined
-      : { cert: Option.getOrElse(cert, () => ""), key: Option.getOrElse(key, () => "") }
-  ),
-)
-
-/**
- * Whether a client uses TLS, and how: `--tls` asks for it, and `--ca` or `--servername` imply it unless
- * `--no-tls` (`CAPS_TLS=false`) says otherwise.
- */
-export const clientTlsOf = (
-  tls: Option.Option<boolean>,
-  ca: Option.Option<string>,
-  servername: Option.Option<string>,
-): true | ClientTls | undefined => {
-  const on = Option.getOrElse(tls, () => Option.isSome(ca) || Option.isSome(servername))
-  if (!on) return undefined
-  if (Option.isNone(ca) && Option.isNone(servername)) return true
-  return { ca: Option.getOrUndefined(ca), servername: Option.getOrUndefined(servername) }
-}
-
-/** A client's TLS settings from `CAPS_TLS`, `CAPS_CA` and `CAPS_SERVERNAME` (see `clientTlsOf`). */
-export const clientConfig: Config.Config<true | ClientTls | undefined> = Config.all({
-  tls: Config.option(Config.Boolean(Options.envVarOf("tls"))),
-  ca: Config.option(Config.String(Options.envVarOf("ca"))),
-  servername: Config.option(Config.String(Options.envVarOf("servername"))),
-}).pipe(Config.map(({ ca, servername, tls }) => clientTlsOf(tls, ca, servername)))
-
-/** What a certificate is, for log lines: who it names, its serial number, when it is valid. */
-export interface CertificateInfo {
-  readonly subject: string
-  readonly serialNumber: string
-  readonly validFrom: Date
-  readonly validTo: Date
-}
+import * as TlsOptions from "./TlsOptions.ts"
 
 /** A server's certificate and key, read and checked: what `tls.createServer` and `setSecureContext` take. */
 export interface ServerCredentials {
   readonly context: { readonly cert: Buffer; readonly key: Buffer }
-  readonly certificate: CertificateInfo
+  readonly certificate: TlsOptions.CertificateInfo
 }
-
-/** One line for logs: `CN=localhost, serial 01, valid until 2026-12-03T09:18:04.000Z`. */
-export const describeCertificate = (info: CertificateInfo): string =>
-  `${info.subject.replaceAll("\n", ", ")}, serial ${info.serialNumber}, valid until ${info.validTo.toISOString()}`
 
 interface DenoPermissions {
   readonly permissions: {
@@ -170,7 +87,7 @@ const certificatesOf = (role: "cert" | "ca", file: string, pem: Buffer) =>
     }
   })
 
-const infoOf = (certificate: Crypto.X509Certificate): CertificateInfo => ({
+const infoOf = (certificate: Crypto.X509Certificate): TlsOptions.CertificateInfo => ({
   subject: certificate.subject,
   serialNumber: certificate.serialNumber,
   validFrom: new Date(certificate.validFrom),
@@ -178,7 +95,7 @@ const infoOf = (certificate: Crypto.X509Certificate): CertificateInfo => ({
 })
 
 /** Reads a server's certificate and key and checks that they are PEM and belong together. */
-export const loadServer = Effect.fnUntraced(function* (files: ServerTls) {
+export const loadServer = Effect.fnUntraced(function* (files: TlsOptions.ServerTls) {
   const cert = yield* read("cert", files.cert)
   const key = yield* read("key", files.key)
   const [leaf] = yield* certificatesOf("cert", files.cert, cert)
@@ -204,9 +121,11 @@ export interface ClientCredentials {
 }
 
 /** Reads a client's CA file, if one is given, and checks that it holds certificates. */
-export const loadClient = (tls: true | ClientTls): Effect.Effect<ClientCredentials, CapsError.TlsFileError> =>
+export const loadClient = (
+  tls: true | TlsOptions.ClientTls,
+): Effect.Effect<ClientCredentials, CapsError.TlsFileError> =>
   Effect.gen(function* () {
-    const options: ClientTls = tls === true ? {} : tls
+    const options: TlsOptions.ClientTls = tls === true ? {} : tls
     if (options.ca === undefined) return { ca: undefined, servername: options.servername }
     const ca = yield* read("ca", options.ca)
     yield* certificatesOf("ca", options.ca, ca)
@@ -340,14 +259,16 @@ export const describeHandshakeFailure = (error: unknown): string => {
  * certificate now served, or why the reload failed (and the previous certificate is still served).
  */
 export const reloadOnHangup = <E extends { readonly message: string }>(
-  reload: Effect.Effect<CertificateInfo | undefined, E>,
+  reload: Effect.Effect<TlsOptions.CertificateInfo | undefined, E>,
 ): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function* () {
     const runFork = Effect.runForkWith(yield* Effect.context<never>())
     const once = reload.pipe(
       Effect.flatMap((info) =>
         info === undefined ? Effect.void : Effect.logInfo(
-          `SIGHUP: reloaded the TLS certificate, now ${describeCertificate(info)}; open connections keep theirs`,
+          `SIGHUP: reloaded the TLS certificate, now ${
+            TlsOptions.describeCertificate(info)
+          }; open connections keep theirs`,
         )
       ),
       Effect.catch((error) =>

@@ -12,7 +12,8 @@
  * - `CapsError`: the typed failures; `Endpoint`: how places are named in messages.
  * - `Resolver`: how the clients turn a host name into the addresses they try, replaceable.
  * - `Health`: the health check, one probe sentence over TCP and one over UDP (`caps check`).
- * - `Tls`: TLS for TCP, its files (`ServerTls`, `ClientTls`) and what a certificate is (`CertificateInfo`).
+ * - `TlsOptions`: TLS for TCP, its files (`ServerTls`, `ClientTls`) and what a certificate is (`CertificateInfo`);
+ *   `Tls` (the files read and checked, the client's certificate check, handshake failures), under both TCP programs.
  */
 export * as CapsError from "./CapsError.ts"
 export * as Endpoint from "./Endpoint.ts"
@@ -21,7 +22,7 @@ export * as LineFramer from "./LineFramer.ts"
 export * as Resolver from "./Resolver.ts"
 export * as TcpClient from "./TcpClient.ts"
 export * as TcpServer from "./TcpServer.ts"
-export * as Tls from "./Tls.ts"
+export * as TlsOptions from "./TlsOptions.ts"
 export * as Transform from "./Transform.ts"
 export * as UdpClient from "./UdpClient.ts"
 export * as UdpGuard from "./UdpGuard.ts"
