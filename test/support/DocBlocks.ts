@@ -211,13 +211,16 @@ export const runBlock = (block: Block, timeoutMs = 60_000): Printed => {
 
 const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
 
-/** Whether `actual` is what `expected` shows, with its `<n>`, `<time>` and `<…>` standing for what varies. */
+/**
+ * Whether `actual` is what `expected` shows, with its `<n>`, `<time>` and `<…>` standing for what varies. Blank lines
+ * before the output are not compared: npm prints one, and Markdown formatters drop one at the top of a block.
+ */
 export const matches = (expected: string, actual: string): boolean => {
-  const pattern = escape(expected)
+  const pattern = escape(expected.replace(/^\n+/, ""))
     .replaceAll("<n>", "-?\\d+(?:\\.\\d+)?")
     .replaceAll("<time>", "\\d\\d:\\d\\d:\\d\\d\\.\\d{3}")
     .replaceAll("<…>", "[^\\n]*?")
-  return new RegExp(`^${pattern}$`).test(actual)
+  return new RegExp(`^${pattern}$`).test(actual.replace(/^\n+/, ""))
 }
 
 /** The expected outputs of a block that apply on the runtime under test. */
