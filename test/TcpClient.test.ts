@@ -235,7 +235,7 @@ describe("TcpClient: the server closes between two sentences", () => {
   // Without resending, so that these prove the close was noticed while idle, not recovered from afterwards.
   const noResend = { resendUnanswered: false }
 
-  it.live("a caps server that restarts between two sentences answers the second over a fresh connection, at once", () =>
+  it.live("a caps server that restarts between two sentences answers the second over a fresh connection, at once [failure: server-restart]", () =>
     Effect.gen(function* () {
       const first = yield* capsServer()
       const tcp = yield* clientOf(first.port, noResend)

@@ -47,7 +47,7 @@ describe("TcpServer", () => {
       })
     ))
 
-  it.live("serves 150 connections at the same time, each in its own fiber", () =>
+  it.live("serves 150 connections at the same time, each in its own fiber [failure: second-client-while-slow]", () =>
     withTcpServer((server) =>
       Effect.gen(function* () {
         const sockets = yield* Effect.promise(() =>
@@ -70,7 +70,7 @@ describe("TcpServer", () => {
       })
     ))
 
-  it.live("count answers each line with a line, and a final line without newline on half-close", () =>
+  it.live("count answers each line with a line, and a final line without newline on half-close [failure: half-close]", () =>
     withTcpServer(
       (server) =>
         Effect.gen(function* () {
@@ -103,7 +103,7 @@ describe("TcpServer", () => {
       Transform.count("s"),
     ))
 
-  it.live("answers invalid UTF-8 with U+FFFD and keeps serving", () =>
+  it.live("answers invalid UTF-8 with U+FFFD and keeps serving [failure: invalid-utf8]", () =>
     withTcpServer((server) =>
       Effect.gen(function* () {
         const bad = yield* Effect.promise(() =>

@@ -34,7 +34,7 @@ describe("UdpClient", () => {
       ),
     ))
 
-  it.live("times out with the number of attempts made, having sent the sentence each time", () =>
+  it.live("times out with the number of attempts made, having sent the sentence each time [failure: udp-no-server]", () =>
     Effect.gen(function* () {
       const silent = yield* peer(() => undefined)
       const udp = yield* client({ port: silent.port, attemptTimeout: "100 millis", attempts: 3 })
@@ -70,7 +70,7 @@ describe("UdpClient", () => {
     }).pipe(Effect.scoped))
 
   it.live.skipIf(isDeno)(
-    "fails fast with ConnectionRefused when ICMP says nothing listens on the port",
+    "fails fast with ConnectionRefused when ICMP says nothing listens on the port [failure: udp-no-server]",
     () =>
       Effect.gen(function* () {
         const port = yield* Effect.promise(unusedPort)
@@ -95,7 +95,7 @@ describe("UdpClient", () => {
       }),
   )
 
-  it.live("refuses a sentence larger than a datagram can carry, before sending anything", () =>
+  it.live("refuses a sentence larger than a datagram can carry, before sending anything [failure: oversize-datagram]", () =>
     Effect.gen(function* () {
       const udp = yield* client({ port: 9 })
       const error = yield* udp.request("x".repeat(UdpServer.MAX_UDP_PAYLOAD + 1)).pipe(Effect.flip)
