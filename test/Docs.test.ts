@@ -33,7 +33,7 @@ describe("the failure catalogue and the tests", () => {
     for (const entry of entries) assert.isAbove(entry.files.length, 0, `${entry.id} names its tests`)
   })
 
-  it("every id has a test tagged [failure: id] in a file the entry names, and every tag names an entry", () => {
+  it("every id has a test tagged with it in a file the entry names, and every tag names an entry", () => {
     for (const entry of entries) {
       const files = tagged.get(entry.id) ?? new Set()
       assert.isAbove(files.size, 0, `no test is tagged [failure: ${entry.id}]`)
