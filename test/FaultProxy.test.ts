@@ -15,7 +15,7 @@ import * as TcpClient from "../src/TcpClient.ts"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as UdpClient from "../src/UdpClient.ts"
 import * as UdpServer from "../src/UdpServer.ts"
-import { pythonCommand, run, skipWithoutPython, startPeer } from "./support/Process.ts"
+import { capsCommand, pythonCommand, run, runCaps, skipWithoutPython, start, startPeer } from "./support/Process.ts"
 import { logCapture } from "./support/Logs.ts"
 import { statsOf, tcpServer, udpServer } from "./support/Servers.ts"
 import {
@@ -622,4 +622,103 @@ describe("FaultProxy and the textbook's programs", () => {
       }),
     30_000,
   )
+})
+
+const PROXY_READY = /^caps proxy: ready on \S+:(\d+)\/udp\+tcp /
+
+describe("caps proxy, the command", () => {
+  it.live(
+    "relays both transports to caps serve, says its faults in its ready line, and logs the counts when stopped",
+    () =>
+      Effect.gen(function* () {
+        const servers = yield* start(capsCommand(["serve", "--host", "127.0.0.1", "--port", "0"]), {
+          count: 2,
+          ready: /^caps (?:udp|tcp)-server: ready on \S+:(\d+)\//,
+        })
+        const [udpPort, tcpPort] = servers.ports
+        const proxy = yield* start(
+          capsCommand(["proxy", "--port", "0", "--target", `127.0.0.1:${udpPort}`, "--drop", "0.3", "--seed", "1"]),
+          { ready: PROXY_READY },
+        )
+        assert.match(
+          proxy.stdout(),
+          new RegExp(
+            `^caps proxy: ready on 127\\.0\\.0\\.1:${proxy.port}/udp\\+tcp -> 127\\.0\\.0\\.1:${udpPort}, ` +
+              `faults: drop 0\\.3 \\(both\\), seed 1\\n$`,
+          ),
+        )
+        const udp = yield* runCaps(["udp-client", "--host", "127.0.0.1", "--port", String(proxy.port), "-m", "hi"])
+        assert.strictEqual(udp.stdout, "HI\n", udp.stderr)
+        const stopped = yield* proxy.stop("SIGTERM")
+        assert.strictEqual(stopped.code, 0)
+        assert.match(proxy.stderr(), /caps proxy on 127\.0\.0\.1:\d+ stopped: UDP: \d+ datagrams received, \d+ relayed/)
+        const tcpProxy = yield* start(
+          capsCommand(["proxy", "--port", "0", "--target", `127.0.0.1:${tcpPort}`]),
+          { ready: PROXY_READY },
+        )
+        const tcp = yield* runCaps(["tcp-client", "--host", "127.0.0.1", "--port", String(tcpProxy.port), "-m", "hé"])
+        assert.strictEqual(tcp.stdout, "HÉ\n", tcp.stderr)
+        assert.strictEqual((yield* tcpProxy.stop("SIGINT")).code, 0)
+        assert.match(
+          tcpProxy.stderr(),
+          /stopped: UDP: 0 datagrams received, 0 relayed; TCP: 1 connection, \d+ bytes relayed/,
+        )
+      }),
+    60_000,
+  )
+
+  it.live(
+    "--drop 1 --direction replies: caps udp-client says it got no answer and exits 6 (Timeout)",
+    () =>
+      Effect.gen(function* () {
+        const servers = yield* start(capsCommand(["udp-server", "--host", "127.0.0.1", "--port", "0"]), {
+          ready: /^caps udp-server: ready on \S+:(\d+)\//,
+        })
+        const proxy = yield* start(
+          capsCommand([
+            "proxy",
+            "--port",
+            "0",
+            "--target",
+            `127.0.0.1:${servers.port}`,
+            "--drop",
+            "1",
+            "--direction",
+            "replies",
+          ]),
+          { ready: PROXY_READY },
+        )
+        const client = yield* runCaps([
+          "udp-client",
+          "--host",
+          "127.0.0.1",
+          "--port",
+          String(proxy.port),
+          "--timeout",
+          "0.2",
+          "-m",
+          "lost",
+        ])
+        assert.strictEqual(client.code, 6)
+        assert.strictEqual(
+          client.stderr,
+          `caps: no answer from 127.0.0.1:${proxy.port}/udp after 3 attempts of 200 ms\n`,
+        )
+      }),
+    60_000,
+  )
+
+  it.live("a bad option is a usage error: one line, exit 2, nothing bound", () =>
+    Effect.gen(function* () {
+      const port = yield* Effect.promise(unusedPort)
+      const both = yield* runCaps(["proxy", "--target", "127.0.0.1:9", "--reset-after", "1", "--close-after", "1"])
+      assert.strictEqual(both.code, 2)
+      assert.strictEqual(
+        both.stderr,
+        "caps: invalid option FaultProxy.closeAfter: give either resetAfter or closeAfter, not both\n",
+      )
+      const loop = yield* runCaps(["proxy", "--port", String(port), "--target", `127.0.0.1:${port}`])
+      assert.strictEqual(loop.code, 2)
+      assert.match(loop.stderr, /^caps: invalid option FaultProxy\.target: .* it would relay to itself\n$/)
+    }), 60_000)
 })
