@@ -106,9 +106,12 @@ const Rate = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
 // A delay may be zero (no delay), unlike the servers' timeouts.
 const Delay = Schema.Unknown.check(
   Schema.makeFilter((input) => {
-    const duration = input === undefined || input === null ? undefined : Duration.fromInput(input as Duration.Input)
+    const duration = input === undefined || input === null || Number.isNaN(input)
+      ? undefined
+      : Duration.fromInput(input as Duration.Input)
     if (duration === undefined || duration._tag === "None") return `expected a duration, got ${String(input)}`
-    return Duration.isFinite(duration.value) || "expected a finite duration, got infinity"
+    if (!Duration.isFinite(duration.value)) return "expected a finite duration, got infinity"
+    return Duration.toMillis(duration.value) >= 0 || `expected a duration of 0 or more, got ${String(input)}`
   }),
 )
 

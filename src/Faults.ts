@@ -147,12 +147,6 @@ export class FaultPlan {
     return { _tag: "Relayed", copies: duplicate < s.duplicate ? 2 : 1, held: reorder < s.reorder, delayMillis }
   }
 
-  /** Whether any fault touches UDP. */
-  get udpFaulted(): boolean {
-    const s = this.settings
-    return s.blackhole || s.drop > 0 || s.duplicate > 0 || s.reorder > 0 || s.delayMillis > 0 || s.jitterMillis > 0
-  }
-
   /** The TCP faults of `direction`, or `undefined` where the bytes go as they come. */
   tcp(direction: Direction): TcpFaults | undefined {
     const s = this.settings
