@@ -22,7 +22,6 @@ import {
   closedByPeer,
   connection,
   openSockets,
-  readAtLeast,
   sleep,
   socketsBackTo,
   tcpConnect,
@@ -468,7 +467,7 @@ describe("FaultProxy over TCP", () => {
     "backpressure: a client that never reads stops the proxy reading from the server, memory stays bounded",
     () =>
       Effect.gen(function* () {
-        const total = 32 * 1024 * 1024
+        const total = 128 * 1024 * 1024
         let written = 0
         const target = yield* tcpTarget((socket) => {
           const chunk = Buffer.alloc(64 * 1024, 0x61)
@@ -477,6 +476,7 @@ describe("FaultProxy over TCP", () => {
               written += chunk.length
               if (!socket.write(chunk)) return socket.once("drain", more)
             }
+            socket.end()
           }
           more()
         })
@@ -485,12 +485,13 @@ describe("FaultProxy over TCP", () => {
         socket.pause()
         yield* until(() => written > 0, "the target writing")
         yield* pause(1000)
-        // Kernel buffers on both legs plus the proxy's high-water mark: a few MiB, never the 32 MiB offered.
-        assert.isBelow(written, 12 * 1024 * 1024, `${written} bytes taken from the target`)
-        assert.isBelow(proxyStats(proxy).tcp.bytesRelayed, 12 * 1024 * 1024)
+        // Kernel buffers on both legs (autotuned: 8 to 10 MiB here) and the proxy's high-water mark, never 128 MiB.
+        assert.isBelow(written, total / 3, `${written} bytes taken from the target`)
+        let read = 0
+        socket.on("data", (chunk: Buffer) => read += chunk.length)
         socket.resume()
-        const read = yield* Effect.promise(() => readAtLeast(socket, total, 20_000))
-        assert.strictEqual(read.length, total)
+        yield* Effect.promise(() => closedByPeer(socket, 20_000))
+        assert.strictEqual(read, total)
       }).pipe(Effect.scoped),
     30_000,
   )
@@ -502,6 +503,7 @@ describe("FaultProxy over TCP", () => {
       const client = yield* TcpClient.make({ host: "127.0.0.1", port: proxy.address.port })
       const error = yield* Effect.flip(client.request("anyone?"))
       assert.strictEqual(error._tag, "ConnectionClosed")
+      assert.strictEqual(error._tag === "ConnectionClosed" && error.kind, "Reset")
       assert.strictEqual(proxyStats(proxy).tcp.connectFailures, 1)
     }).pipe(Effect.scoped))
 
@@ -539,6 +541,9 @@ describe("FaultProxy's options and lifecycle", () => {
         [{ target: "nowhere" }, "FaultProxy.target"],
         [{ slice: 0 }, "FaultProxy.slice"],
         [{ delay: "soon" as Duration.Input }, "FaultProxy.delay"],
+        [{ jitter: -5 }, "FaultProxy.jitter"],
+        [{ seed: 2 ** 32 }, "FaultProxy.seed"],
+        [{ idleTimeout: 0 }, "FaultProxy.idleTimeout"],
         [{ resetAfter: 1, closeAfter: 1 }, "FaultProxy.closeAfter"],
         [{ target: `127.0.0.1:${port}` }, "FaultProxy.target"],
       ]
@@ -549,6 +554,24 @@ describe("FaultProxy's options and lifecycle", () => {
       }
       assert.strictEqual((yield* make({}))._tag, "AddressInUse")
     }))
+
+  it.live("on ::1 it relays both transports to an IPv4 target, and names the target as given", () =>
+    Effect.gen(function* () {
+      const udp = yield* UdpServer.UdpServer
+      const tcp = yield* TcpServer.TcpServer
+      const [udpProxy, tcpProxy] = yield* Effect.all([
+        FaultProxy.make({ host: "::1", port: 0, target: `localhost:${udp.address.port}` }),
+        FaultProxy.make({ host: "::1", port: 0, target: { host: "127.0.0.1", port: tcp.address.port } }),
+      ])
+      assert.strictEqual(udpProxy.address.host, "::1")
+      assert.deepStrictEqual(udpProxy.target, { host: "localhost", address: "127.0.0.1", port: udp.address.port })
+      const datagram = yield* Effect.promise(() => udpExchange(udpProxy.address.port, "über", { host: "::1" }))
+      assert.strictEqual(datagram.toString(), "ÜBER")
+      const reply = yield* Effect.promise(() =>
+        tcpExchange(tcpProxy.address.port, ["über"], { host: "::1", halfClose: true })
+      )
+      assert.strictEqual(reply.data.toString(), "ÜBER")
+    }).pipe(Effect.scoped, Effect.provide(capsServers)))
 
   it.live("closing its scope closes every socket: the proxy's own, each flow's and each relayed connection's", () =>
     Effect.gen(function* () {
