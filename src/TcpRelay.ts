@@ -138,6 +138,10 @@ const linger = (socket: Net.Socket): void => {
   socket.once("close", () => clearTimeout(timer))
 }
 
+// The next chunk of a direction, or `undefined` once its source has ended and every chunk is taken.
+const nextChunk = (queue: Queue.Queue<Chunk, Cause.Done>): Effect.Effect<Chunk | undefined> =>
+  Effect.catch(Queue.take(queue), () => Effect.succeed(undefined))
+
 const describeBytes = (n: number) => n === 1 ? "1 byte" : `${n} bytes`
 
 /** Connects to the target, failing with a typed error; the socket is closed (lingering) with the scope. */
@@ -417,9 +421,7 @@ export const relay = (
     const pump = (s: Side) =>
       Effect.gen(function* () {
         while (!done) {
-          const chunk = yield* Queue.take(s.queue).pipe(Effect.catch(() =>
-            Effect.succeed(undefined)
-          ))
+          const chunk = yield* nextChunk(s.queue)
           if (chunk === undefined) {
             // The source half-closed: so does its destination. A blackhole forwards not even that.
             if (s.faults?.blackhole === true) {
