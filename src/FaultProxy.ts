@@ -20,7 +20,8 @@
  * relay open to the network forwards anyone's traffic to its target.
  *
  * The relays themselves: `UdpRelay` (the flow table, the datagram faults) and
- * `TcpRelay` (one connection, the byte-stream faults); `TcpListener` accepts.
+ * `TcpRelay` (one connection, the byte-stream faults); `TcpListener` accepts;
+ * `ProxyStats` is what they count, and the summary line.
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -40,6 +41,7 @@ import * as Endpoint from "./Endpoint.ts"
 import * as Faults from "./Faults.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import * as Options from "./Options.ts"
+import * as ProxyStats from "./ProxyStats.ts"
 import * as Resolver from "./Resolver.ts"
 import * as TcpListener from "./TcpListener.ts"
 import * as TcpRelay from "./TcpRelay.ts"
@@ -137,16 +139,6 @@ export const FaultProxyOptions = Schema.Struct({
   maxFlows: Schema.optional(Options.PositiveInt),
 })
 
-/** Counters of a running proxy. */
-export interface FaultProxyStats {
-  readonly udp: UdpRelay.UdpRelayStats
-  readonly tcp: TcpRelay.TcpRelayStats & {
-    /** Closed at once because `maxConnections` were relayed. */
-    readonly rejected: number
-    readonly acceptErrors: number
-  }
-}
-
 /** A running proxy. */
 export class FaultProxy extends Context.Service<FaultProxy, {
   /** Where it listens, UDP and TCP on this one port (the real one when 0 was asked for). */
@@ -155,7 +147,7 @@ export class FaultProxy extends Context.Service<FaultProxy, {
   readonly target: { readonly host: string; readonly address: string; readonly port: number }
   /** The faults in a few words, as the ready line says them (`drop 0.3 (replies), seed 1`, or `none`). */
   readonly faults: string
-  readonly stats: Effect.Effect<FaultProxyStats>
+  readonly stats: Effect.Effect<ProxyStats.ProxyStats>
 }>()("caps/FaultProxy") {}
 
 export const DEFAULT_HOST = "127.0.0.1"
@@ -262,38 +254,6 @@ const bindBoth = Effect.fnUntraced(function* (host: string, port: number, maxCon
   }
 })
 
-const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`
-
-/** The summary line of a proxy's counts, as it logs it when it stops. */
-export const summary = (stats: FaultProxyStats): string => {
-  const { udp, tcp } = stats
-  const udpFaults = [
-    [udp.dropped, "dropped"],
-    [udp.duplicated, "duplicated"],
-    [udp.reordered, "reordered"],
-    [udp.delayed, "delayed"],
-    [udp.blackholed, "blackholed"],
-    [udp.loopGuarded, "refused as loops"],
-    [udp.overflow, "over the limits"],
-    [udp.sendErrors, "send errors"],
-  ] as const
-  const tcpFaults = [
-    [tcp.delayed, "chunks delayed"],
-    [tcp.slices, "slices"],
-    [tcp.throttled, "pieces throttled"],
-    [tcp.blackholedBytes, "bytes blackholed"],
-    [tcp.resets, tcp.resets === 1 ? "reset" : "resets"],
-    [tcp.closes, "closed"],
-    [tcp.connectFailures, "target unreachable"],
-    [tcp.idleClosed, "idle closed"],
-    [tcp.rejected, "rejected"],
-  ] as const
-  const extra = (faults: ReadonlyArray<readonly [number, string]>) =>
-    faults.filter(([n]) => n > 0).map(([n, what]) => `, ${n} ${what}`).join("")
-  return `UDP: ${plural(udp.received, "datagram")} received, ${udp.relayed} relayed${extra(udpFaults)}; ` +
-    `TCP: ${plural(tcp.connections, "connection")}, ${plural(tcp.bytesRelayed, "byte")} relayed${extra(tcpFaults)}`
-}
-
 /** Binds on UDP and TCP, then relays in fibers of the current scope until it closes. */
 export const make: (options: FaultProxyOptions) => Effect.Effect<FaultProxy["Service"], FaultProxyError, Scope.Scope> =
   Effect.fn("FaultProxy.make")(function* (given: FaultProxyOptions) {
@@ -339,7 +299,7 @@ export const make: (options: FaultProxyOptions) => Effect.Effect<FaultProxy["Ser
     const now = () => clock.currentTimeMillisUnsafe()
     const runLog = Effect.runForkWith(yield* Effect.context<never>())
     const throttle = new WarningThrottle(() => {}, now)
-    const report: UdpRelay.Report & TcpRelay.Report = (level, kind, peer, message) => {
+    const report: ProxyStats.Report = (level, kind, peer, message) => {
       const suppressed = throttle.take(kind)
       if (suppressed === undefined) return
       const more = suppressed > 0 ? ` (and ${suppressed} more like it since the last such line)` : ""
@@ -420,7 +380,7 @@ export const make: (options: FaultProxyOptions) => Effect.Effect<FaultProxy["Ser
       }
     })
 
-    const stats = Effect.sync((): FaultProxyStats => ({
+    const stats = Effect.sync((): ProxyStats.ProxyStats => ({
       udp: udp.stats,
       tcp: { ...tcpStats, open: controls.size, rejected: listener.rejected(), acceptErrors: listener.acceptErrors() },
     }))
@@ -442,7 +402,7 @@ export const make: (options: FaultProxyOptions) => Effect.Effect<FaultProxy["Ser
     yield* Effect.addFinalizer(() =>
       Effect.flatMap(stats, (counts) =>
         Effect.logInfo(
-          `caps proxy on ${Endpoint.formatHostPort(address.host, address.port)} stopped: ${summary(counts)}`,
+          `caps proxy on ${Endpoint.formatHostPort(address.host, address.port)} stopped: ${ProxyStats.summary(counts)}`,
         ))
     )
     return FaultProxy.of({ address, target, faults: Faults.describe(settings), stats })

@@ -29,6 +29,7 @@ import * as Net from "node:net"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import type * as Faults from "./Faults.ts"
+import type * as ProxyStats from "./ProxyStats.ts"
 import type * as TcpListener from "./TcpListener.ts"
 
 /** Bytes queued in one direction before its source is paused. */
@@ -44,37 +45,6 @@ export const CONNECT_TIMEOUT_MILLIS = 5_000
 // peer closes too (closing with unread bytes would reset it), bounded.
 const LINGER_MILLIS = 5_000
 
-/** Counters of the TCP relay. */
-export interface TcpRelayStats {
-  /** Connections accepted and relayed (or blackholed), in all, and open now. */
-  readonly connections: number
-  readonly open: number
-  /** Bytes written on, both directions. */
-  readonly bytesRelayed: number
-  /** Chunks held back by the delay. */
-  readonly delayed: number
-  /** Writes made by slicing. */
-  readonly slices: number
-  /** Pieces that waited for the bandwidth. */
-  readonly throttled: number
-  /** Bytes received in a blackholed direction and never forwarded. */
-  readonly blackholedBytes: number
-  /** Connections reset, or closed cleanly, by `resetAfter` / `closeAfter`. */
-  readonly resets: number
-  readonly closes: number
-  /** Connections whose target could not be reached (the client's connection is then reset). */
-  readonly connectFailures: number
-  readonly idleClosed: number
-}
-
-/** How the relay reports: a fault it injected (`info`) or a problem (`warning`), throttled per kind by the caller. */
-export type Report = (
-  level: "info" | "warning",
-  kind: string,
-  peer: Endpoint.Endpoint,
-  message: () => string,
-) => void
-
 /** The target, resolved. */
 export interface Target {
   readonly address: string
@@ -86,10 +56,10 @@ export interface TcpRelayOptions {
   readonly target: Target
   readonly plan: Faults.FaultPlan
   readonly idleMillis: number
-  readonly report: Report
+  readonly report: ProxyStats.Report
   /** Upstream sockets not closed yet: the proxy destroys what is left when its scope closes. */
   readonly upstreams: Set<Net.Socket>
-  readonly stats: { -readonly [K in keyof TcpRelayStats]: TcpRelayStats[K] }
+  readonly stats: { -readonly [K in keyof ProxyStats.TcpStats]: ProxyStats.TcpStats[K] }
 }
 
 /** How the proxy's idle sweep reaches a running relay. */

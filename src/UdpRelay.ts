@@ -31,6 +31,7 @@ import type * as Net from "node:net"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import type * as Faults from "./Faults.ts"
+import type * as ProxyStats from "./ProxyStats.ts"
 
 /** Datagrams waiting for a delay (or a reorder hold) at once; more are dropped and counted as `overflow`. */
 export const MAX_SCHEDULED = 4096
@@ -49,37 +50,6 @@ export interface Target {
   readonly family: 4 | 6
 }
 
-/** Counters of the UDP relay. */
-export interface UdpRelayStats {
-  /** Datagrams that reached the proxy, both directions. */
-  readonly received: number
-  /** Datagrams the proxy sent on, duplicates included. */
-  readonly relayed: number
-  readonly dropped: number
-  readonly duplicated: number
-  readonly reordered: number
-  readonly delayed: number
-  readonly blackholed: number
-  /** Flows open now, and opened in all. */
-  readonly flows: number
-  readonly flowsTotal: number
-  /** Not relayed: from the target or the proxy itself to the proxy's port (a loop). */
-  readonly loopGuarded: number
-  /** Not relayed: `maxFlows` were open, or `MAX_SCHEDULED` datagrams already waited. */
-  readonly overflow: number
-  /** Sends that failed, and errors the target's side reported (ICMP port unreachable: nothing listens there). */
-  readonly sendErrors: number
-  readonly idleClosed: number
-}
-
-/** How the relay reports: a fault it injected (`info`) or a problem (`warning`), throttled per kind by the caller. */
-export type Report = (
-  level: "info" | "warning",
-  kind: string,
-  peer: Endpoint.Endpoint,
-  message: () => string,
-) => void
-
 /** What the relay needs from the proxy. */
 export interface UdpRelayOptions {
   /** The proxy's bound socket, where clients send. */
@@ -88,7 +58,7 @@ export interface UdpRelayOptions {
   readonly plan: Faults.FaultPlan
   readonly idleMillis: number
   readonly maxFlows: number
-  readonly report: Report
+  readonly report: ProxyStats.Report
   /** Runs an effect in a fiber of the proxy's scope (interrupted when it closes). */
   readonly runFork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
 }
@@ -148,7 +118,7 @@ export class UdpRelay {
     this.#now = nowMillis
   }
 
-  get stats(): UdpRelayStats {
+  get stats(): ProxyStats.UdpStats {
     return { ...this.#stats, flows: this.#flows.size }
   }
 

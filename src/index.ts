@@ -11,13 +11,14 @@
  * - `LineFramer`, `Utf8`: the pure protocol, framing and decoding, apart from I/O.
  * - `CapsError`: the typed failures; `Endpoint`: how places are named in messages.
  * - `FaultProxy`: `caps proxy`, a UDP and TCP relay that injects faults; `Faults`, its seeded
- *   plan; `UdpRelay` (flows) and `TcpRelay` (one connection), under it.
+ *   plan; `ProxyStats`, what it counts; `UdpRelay` (flows) and `TcpRelay` (one connection), under it.
  */
 export * as CapsError from "./CapsError.ts"
 export * as Endpoint from "./Endpoint.ts"
 export * as FaultProxy from "./FaultProxy.ts"
 export * as Faults from "./Faults.ts"
 export * as LineFramer from "./LineFramer.ts"
+export * as ProxyStats from "./ProxyStats.ts"
 export * as TcpClient from "./TcpClient.ts"
 export * as TcpServer from "./TcpServer.ts"
 export * as Transform from "./Transform.ts"
