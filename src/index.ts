@@ -11,11 +11,20 @@
  * - `LineFramer`, `Utf8`: the pure protocol, framing and decoding, apart from I/O.
  * - `CapsError`: the typed failures; `Endpoint`: how places are named in messages.
  * - `Resolver`: how the clients turn a host name into the addresses they try, replaceable.
+ * - `Pinger`: the book's UDP pinger lab, on `UdpClient`; `Options`: options decoded before anything is bound.
+ * - `FaultProxy`: `caps proxy`, a UDP and TCP relay that injects faults; `Faults`, its seeded
+ *   plan; `ProxyStats`, what it counts; `UdpRelay` (flows) and `TcpRelay` (one connection), under it.
  */
 export * as CapsError from "./CapsError.ts"
 export * as Endpoint from "./Endpoint.ts"
+export * as FaultProxy from "./FaultProxy.ts"
+export * as Faults from "./Faults.ts"
 export * as LineFramer from "./LineFramer.ts"
+export * as Options from "./Options.ts"
+export * as Pinger from "./Pinger.ts"
+export * as Protocol from "./Protocol.ts"
 export * as Resolver from "./Resolver.ts"
+export * as ProxyStats from "./ProxyStats.ts"
 export * as TcpClient from "./TcpClient.ts"
 export * as TcpServer from "./TcpServer.ts"
 export * as Transform from "./Transform.ts"
