@@ -15,7 +15,7 @@ describe("the failure catalogue and the tests", () => {
   // Each entry: its id, and the test files it says prove it.
   const entries = [...catalogue.matchAll(/^### `([a-z0-9-]+)`[^\n]*\n([\s\S]*?)(?=^##|(?![\s\S]))/gm)].map((m) => ({
     id: m[1],
-    files: [...(/\*\*Proved by:\*\*([\s\S]*?)(?:\n\n|$)/.exec(m[2])?.[1] ?? "").matchAll(/`(test\/[\w.]+)`/g)]
+    files: [...(/\*\*Proved\s+by:\*\*([\s\S]*?)(?:\n\n|$)/.exec(m[2])?.[1] ?? "").matchAll(/`(test\/[\w.]+)`/g)]
       .map((f) => f[1]),
   }))
   const tagged = new Map<string, Set<string>>()

@@ -167,7 +167,7 @@ describe("FaultProxy over UDP", () => {
       assert.deepInclude(udp, { received: 2, relayed: 2, dropped: 0, flows: 1, flowsTotal: 1 })
     }).pipe(Effect.scoped, Effect.provide(capsServers)))
 
-  it.live("--drop 1 on replies: the caps UdpClient sends 3 times, the server answers 3 times, the client ends in Timeout", () =>
+  it.live("--drop 1 on replies: the caps UdpClient sends 3 times, the server answers 3 times, the client ends in Timeout [failure: udp-lost-reply]", () =>
     Effect.gen(function* () {
       const server = yield* UdpServer.UdpServer
       const proxy = yield* proxyTo(server.address.port, { drop: 1, direction: "replies" })
@@ -202,7 +202,7 @@ describe("FaultProxy over UDP", () => {
       assert.notDeepEqual(yield* arrived(2), planned)
     }))
 
-  it.live("--duplicate 1 on replies: two copies reach the client; the caps UdpClient takes one and the next answer is its own", () =>
+  it.live("--duplicate 1 on replies: two copies reach the client; the caps UdpClient takes one and the next answer is its own [failure: udp-duplicate-reply]", () =>
     Effect.gen(function* () {
       const server = yield* UdpServer.UdpServer
       const proxy = yield* proxyTo(server.address.port, { duplicate: 1, direction: "replies" })
@@ -255,7 +255,7 @@ describe("FaultProxy over UDP", () => {
       assert.strictEqual(proxyStats(proxy).udp.delayed, 1)
     }).pipe(Effect.scoped))
 
-  it.live("--blackhole: the target never sees a datagram and the caps UdpClient ends in Timeout", () =>
+  it.live("--blackhole: the target never sees a datagram and the caps UdpClient ends in Timeout [failure: udp-lost-request]", () =>
     Effect.gen(function* () {
       const peer = yield* echoPeer
       const proxy = yield* proxyTo(peer.port, { blackhole: true })
@@ -369,7 +369,7 @@ describe("FaultProxy over TCP", () => {
       assert.isTrue(reply.ended)
     }).pipe(Effect.scoped, Effect.provide(capsServers)))
 
-  it.live("--slice 1: the server reads straße byte by byte, ß split across two reads, and the caps server still answers STRASSE", () =>
+  it.live("--slice 1: the server reads straße byte by byte, ß split across two reads, and the caps server still answers STRASSE [failure: utf8-split-across-reads]", () =>
     Effect.gen(function* () {
       const target = yield* tcpTarget()
       const proxy = yield* proxyTo(target.port, { slice: 1, direction: "requests" })
@@ -397,7 +397,7 @@ describe("FaultProxy over TCP", () => {
       assert.isAtLeast(proxyStats(behind).tcp.slices, 8)
     }).pipe(Effect.scoped, Effect.provide(capsServers)))
 
-  it.live("--reset-after 3 on replies: the caps TcpClient reads 3 bytes of its reply, then ConnectionClosed (Reset)", () =>
+  it.live("--reset-after 3 on replies: the caps TcpClient reads 3 bytes of its reply, then ConnectionClosed (Reset) [failure: tcp-reset-mid-reply]", () =>
     Effect.gen(function* () {
       const server = yield* TcpServer.TcpServer
       const proxy = yield* proxyTo(server.address.port, { resetAfter: 3, direction: "replies" })
@@ -429,7 +429,7 @@ describe("FaultProxy over TCP", () => {
       assert.strictEqual(proxyStats(proxy).tcp.closes, 1)
     }).pipe(Effect.scoped, Effect.provide(capsServers)))
 
-  it.live("--blackhole: the connection is accepted, the target never asked, and the caps TcpClient ends in Timeout", () =>
+  it.live("--blackhole: the connection is accepted, the target never asked, and the caps TcpClient ends in Timeout [failure: tcp-accept-no-answer]", () =>
     Effect.gen(function* () {
       const server = yield* TcpServer.TcpServer
       const proxy = yield* proxyTo(server.address.port, { blackhole: true })
@@ -464,7 +464,7 @@ describe("FaultProxy over TCP", () => {
     }).pipe(Effect.scoped, Effect.provide(capsServers)))
 
   it.live(
-    "backpressure: a client that never reads stops the proxy reading from the server, memory stays bounded",
+    "backpressure: a client that never reads stops the proxy reading from the server, memory stays bounded [failure: slow-reader]",
     () =>
       Effect.gen(function* () {
         const total = 128 * 1024 * 1024
@@ -635,7 +635,7 @@ describe("FaultProxy and the textbook's programs", () => {
   )
 
   it.live.skipIf(noPython)(
-    "--slice 1 on requests: the book's TCPServer takes its first read as the sentence and answers S",
+    "--slice 1 on requests: the book's TCPServer takes its first read as the sentence and answers S [failure: sentence-split-across-reads]",
     () =>
       Effect.gen(function* () {
         const tcp = yield* startPeer("TCPServer.py")

@@ -126,7 +126,7 @@ describe("TcpServer idle timeout", () => {
         yield* alive(port)
       }), { idleTimeout: "300 millis" }))
 
-  it.live("a client that stopped reading, so no reply bytes move either, is closed at the idle timeout", () =>
+  it.live("a client that stopped reading, so no reply bytes move either, is closed at the idle timeout [failure: slow-reader]", () =>
     withTcpServer((server) =>
       Effect.gen(function* () {
         const stuck = yield* connection(server.address.port)

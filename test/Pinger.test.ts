@@ -49,7 +49,7 @@ describe("Pinger", () => {
     )
   })
 
-  it.live("a lost ping is reported and the next one is sent anyway, one interval after the previous", () =>
+  it.live("a lost ping is reported and the next one is sent anyway, one interval after the previous [failure: udp-lost-reply]", () =>
     Effect.gen(function* () {
       const peer = yield* lossy([2])
       const seen: Array<string> = []

@@ -156,7 +156,7 @@ describe("TcpClient", () => {
       assert.strictEqual(error.message, `connection refused by 127.0.0.1:${port}/tcp`)
     }).pipe(Effect.scoped))
 
-  it.live("fails with Timeout when the server accepts but never answers, and closes that connection", () =>
+  it.live("fails with Timeout when the server accepts but never answers, and closes that connection [failure: tcp-accept-no-answer]", () =>
     Effect.gen(function* () {
       const mute = yield* rawServer(() => {})
       const tcp = yield* clientOf(mute.port, { replyTimeout: "150 millis" })
@@ -182,7 +182,7 @@ describe("TcpClient", () => {
       assert.strictEqual(rude.connections.length, 1)
     }).pipe(Effect.scoped))
 
-  it.live("fails with ConnectionClosed (Reset) when the server resets the connection", () =>
+  it.live("fails with ConnectionClosed (Reset) when the server resets the connection [failure: tcp-reset-mid-reply]", () =>
     Effect.gen(function* () {
       const resetting = yield* rawServer((socket) => socket.once("data", () => socket.resetAndDestroy()))
       const tcp = yield* clientOf(resetting.port)

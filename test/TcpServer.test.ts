@@ -20,7 +20,7 @@ import { statsOf, withTcpServer } from "./support/Servers.ts"
 const utf8 = (s: string) => new TextEncoder().encode(s)
 
 describe("TcpServer", () => {
-  it.live("answers a sentence without newline at once, as the textbook client expects", () =>
+  it.live("answers a sentence without newline at once, as the textbook client expects [failure: sentence-split-across-reads]", () =>
     withTcpServer((server) =>
       Effect.gen(function* () {
         const reply = yield* Effect.promise(() =>
@@ -30,7 +30,7 @@ describe("TcpServer", () => {
       })
     ))
 
-  it.live("reassembles a multi-byte character split across two writes", () =>
+  it.live("reassembles a multi-byte character split across two writes [failure: utf8-split-across-reads]", () =>
     withTcpServer((server) =>
       Effect.gen(function* () {
         const bytes = utf8("straße é 😀")

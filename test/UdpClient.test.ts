@@ -44,7 +44,7 @@ describe("UdpClient", () => {
       assert.strictEqual(silent.received.length, 3)
     }).pipe(Effect.scoped))
 
-  it.live("resends a lost datagram and returns the answer to the resend", () =>
+  it.live("resends a lost datagram and returns the answer to the resend [failure: udp-lost-request]", () =>
     Effect.gen(function* () {
       // The first datagram is "lost": the peer answers only from the second on.
       const lossy = yield* peer((message, index) =>
@@ -56,7 +56,7 @@ describe("UdpClient", () => {
       assert.strictEqual(lossy.received.length, 2)
     }).pipe(Effect.scoped))
 
-  it.live("never takes a late reply to an earlier sentence for the answer to a later one", () =>
+  it.live("never takes a late reply to an earlier sentence for the answer to a later one [failure: udp-late-reply]", () =>
     Effect.gen(function* () {
       const slowFirst = yield* peer((message, index) => ({
         payload: message.toString().toUpperCase(),
