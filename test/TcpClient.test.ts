@@ -4,7 +4,7 @@
 // noticed at once, a sentence is resent only in the one case that is safe,
 // and every failure is a typed error.
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Context, Duration, Effect, Exit, Layer, Scope, Tracer } from "effect"
+import { ConfigProvider, Context, Duration, Effect, Exit, Layer, Scope } from "effect"
 import * as Net from "node:net"
 import * as Resolver from "../src/Resolver.ts"
 import * as TcpClient from "../src/TcpClient.ts"
@@ -12,6 +12,7 @@ import * as TcpServer from "../src/TcpServer.ts"
 import { startCaps } from "./support/Process.ts"
 import { closedByPeer, openSockets, socketsBackTo, unusedPort, waitUntil } from "./support/Sockets.ts"
 import { statsOf, tcpServer } from "./support/Servers.ts"
+import { recordingTracer } from "./support/Spans.ts"
 
 /** A raw TCP server on 127.0.0.1 whose connections are handled by `onConnection`; closed with the scope. */
 const rawServer = (onConnection: (socket: Net.Socket, index: number) => void) =>
@@ -488,14 +489,7 @@ describe("TcpClient: the library surface", () => {
 
   it.live("a request is traced as a TcpClient.request span, with name resolution inside it", () =>
     Effect.gen(function* () {
-      const spans: Array<Tracer.NativeSpan> = []
-      const tracer = Tracer.make({
-        span: (options) => {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        },
-      })
+      const { spans, tracer } = recordingTracer()
       const server = yield* linePeer((line, socket) => socket.write(line.toUpperCase() + "\n"))
       const tcp = yield* clientOf(server.port)
       yield* tcp.request("traced").pipe(Effect.withTracer(tracer))

@@ -3,13 +3,14 @@
 // a late reply is never taken for the answer to a later sentence, and each
 // address of a name is tried while ICMP says nothing listens at the last.
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Tracer } from "effect"
+import { ConfigProvider, Duration, Effect } from "effect"
 import * as Resolver from "../src/Resolver.ts"
 import * as UdpClient from "../src/UdpClient.ts"
 import * as UdpServer from "../src/UdpServer.ts"
 import { isDeno } from "./support/Process.ts"
 import { openSockets, socketsBackTo, udpPeer, unusedPort } from "./support/Sockets.ts"
 import { udpServer } from "./support/Servers.ts"
+import { recordingTracer } from "./support/Spans.ts"
 
 if (isDeno) {
   console.warn("Deno: ICMP port unreachable is not reported to UDP sockets; checking the Timeout fallback instead")
@@ -212,14 +213,7 @@ describe("UdpClient: the library surface", () => {
 
   it.live("a request is traced as a UdpClient.request span with one event per attempt", () =>
     Effect.gen(function* () {
-      const spans: Array<Tracer.NativeSpan> = []
-      const tracer = Tracer.make({
-        span: (options) => {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        },
-      })
+      const { spans, tracer } = recordingTracer()
       const silent = yield* peer(() => undefined)
       const udp = yield* client({ port: silent.port, attemptTimeout: "50 millis", attempts: 3 })
       yield* udp.request("anyone?").pipe(Effect.flip, Effect.withTracer(tracer))

@@ -124,7 +124,7 @@ __wait_port() {
   for i in $(seq 1 200); do __bound "$1" "$2" && return 0; sleep 0.05; done
   echo "[harness: nothing bound $1 port $2 within 10 s]"
 }
-__status() { [ "$1" -ne 0 ] && printf '\036exit %s\036\n' "$1"; return 0; }
+__status() { [ "$1" -ne 0 ] && printf '@@caps-harness-exit %s@@\n' "$1"; return 0; }
 # Stops the background programs, the last started first: clients before the servers they talk to, so a
 # connection's TIME_WAIT stays with the client's ephemeral port (the textbook's TCP server does not set
 # SO_REUSEADDR, and could not bind its port again for a minute).
@@ -170,7 +170,7 @@ const capsBin = (): string => {
 
 // `[exit N]` goes on a line of its own, even after output that did not end its last line.
 const exitMarks = (text: string): string =>
-  text.replace(/\x1eexit (\d+)\x1e/g, "\x1d[exit $1]").replace(/([^\n])\x1d/g, "$1\n").replaceAll("\x1d", "")
+  text.replace(/([^\n])@@caps-harness-exit/g, "$1\n@@caps-harness-exit").replace(/@@caps-harness-exit (\d+)@@/g, "[exit $1]")
 
 /** What a block printed: the foreground's output and each background program's. */
 export interface Printed {
