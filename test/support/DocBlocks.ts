@@ -170,7 +170,10 @@ const capsBin = (): string => {
 
 // `[exit N]` goes on a line of its own, even after output that did not end its last line.
 const exitMarks = (text: string): string =>
-  text.replace(/([^\n])@@caps-harness-exit/g, "$1\n@@caps-harness-exit").replace(/@@caps-harness-exit (\d+)@@/g, "[exit $1]")
+  text.replace(/([^\n])@@caps-harness-exit/g, "$1\n@@caps-harness-exit").replace(
+    /@@caps-harness-exit (\d+)@@/g,
+    "[exit $1]",
+  )
 
 /** What a block printed: the foreground's output and each background program's. */
 export interface Printed {
