@@ -41,6 +41,7 @@ import * as Endpoint from "./Endpoint.ts"
 import * as Faults from "./Faults.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import * as Options from "./Options.ts"
+import * as Protocol from "./Protocol.ts"
 import * as ProxyStats from "./ProxyStats.ts"
 import * as Resolver from "./Resolver.ts"
 import * as TcpListener from "./TcpListener.ts"
@@ -151,7 +152,7 @@ export class FaultProxy extends Context.Service<FaultProxy, {
 }>()("caps/FaultProxy") {}
 
 export const DEFAULT_HOST = "127.0.0.1"
-export const DEFAULT_PORT = 12000
+export const DEFAULT_PORT = Protocol.DEFAULT_PORT
 export const DEFAULT_IDLE_TIMEOUT = Duration.seconds(60)
 export const DEFAULT_MAX_CONNECTIONS = 1000
 export const DEFAULT_MAX_FLOWS = 1024
