@@ -32,7 +32,6 @@ import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import * as Dgram from "node:dgram"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as CapsError from "./CapsError.ts"
@@ -47,6 +46,7 @@ import * as Resolver from "./Resolver.ts"
 import * as TcpListener from "./TcpListener.ts"
 import * as TcpRelay from "./TcpRelay.ts"
 import * as UdpRelay from "./UdpRelay.ts"
+import * as UdpSocket from "./UdpSocket.ts"
 import { WarningThrottle } from "./WarningThrottle.ts"
 
 /** How to run a proxy: a target, and the faults to inject; every other field has a default. */
@@ -188,52 +188,6 @@ const refuseLoop = (listen: string, port: number, target: { readonly address: st
     )
     : Effect.void
 
-interface BoundUdp {
-  readonly socket: Dgram.Socket
-  readonly held: Array<readonly [Buffer, Dgram.RemoteInfo]>
-  readonly hold: (payload: Buffer, from: Dgram.RemoteInfo) => void
-}
-
-// Datagrams held between binding and the relay taking over.
-const MAX_HELD = 1024
-
-const bindUdp = (host: string, port: number) => {
-  const endpoint = Endpoint.make(host, port, "udp")
-  return Effect.acquireRelease(
-    Effect.callback<BoundUdp, CapsError.BindError>((resume) => {
-      let socket: Dgram.Socket
-      try {
-        socket = Dgram.createSocket(Net.isIPv6(host) ? "udp6" : "udp4")
-      } catch (error) {
-        return resume(Effect.fail(CapsError.fromBindFailure(error, endpoint)))
-      }
-      const held: BoundUdp["held"] = []
-      const hold = (payload: Buffer, from: Dgram.RemoteInfo) => {
-        if (held.length < MAX_HELD) held.push([payload, from])
-      }
-      const onError = (error: Error) => {
-        socket.close()
-        resume(Effect.fail(CapsError.fromBindFailure(error, endpoint)))
-      }
-      socket.once("error", onError)
-      socket.on("message", hold)
-      socket.bind({ address: host, port }, () => {
-        socket.off("error", onError)
-        resume(Effect.succeed({ socket, held, hold }))
-      })
-    }),
-    ({ socket }) =>
-      // Waits for 'close': Deno releases the port only then.
-      Effect.callback<void>((resume) => {
-        try {
-          socket.close(() => resume(Effect.void))
-        } catch {
-          resume(Effect.void) // already closed
-        }
-      }),
-  )
-}
-
 // Binds UDP, then TCP on the same port number; with port 0, tries again if that number is taken for TCP.
 const bindBoth = Effect.fnUntraced(function* (host: string, port: number, maxConnections: number) {
   const outer = yield* Effect.scope
@@ -241,7 +195,7 @@ const bindBoth = Effect.fnUntraced(function* (host: string, port: number, maxCon
     const scope = yield* Scope.fork(outer)
     const exit = yield* Effect.exit(
       Effect.gen(function* () {
-        const udp = yield* bindUdp(host, port)
+        const udp = yield* UdpSocket.bind(host, port)
         const tcp = yield* TcpListener.make({ host, port: udp.socket.address().port, maxConnections })
         return { udp, tcp }
       }).pipe(Scope.provide(scope)),

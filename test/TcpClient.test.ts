@@ -9,6 +9,7 @@ import * as Net from "node:net"
 import * as Resolver from "../src/Resolver.ts"
 import * as TcpClient from "../src/TcpClient.ts"
 import * as TcpServer from "../src/TcpServer.ts"
+import type * as Transform from "../src/Transform.ts"
 import { startCaps } from "./support/Process.ts"
 import { closedByPeer, openSockets, socketsBackTo, unusedPort, waitUntil } from "./support/Sockets.ts"
 import { statsOf, tcpServer } from "./support/Servers.ts"
@@ -299,20 +300,45 @@ describe("TcpClient: what is resent", () => {
       socket.write(line.toUpperCase() + "\n")
     })
 
-  for (const close of ["end", "reset"] as const) {
-    it.live(`a sentence written on a reused connection that closes (${close}) unanswered is resent once`, () =>
-      Effect.gen(function* () {
-        const peer = yield* closesOnSecond(close)
-        const tcp = yield* clientOf(peer.port)
-        assert.strictEqual(yield* tcp.request("first"), "FIRST")
-        assert.strictEqual(yield* tcp.request("second"), "SECOND")
-        assert.deepStrictEqual(peer.received, [["first", "second"], ["second"]])
-      }).pipe(Effect.scoped))
-  }
+  it.live("a sentence written on a reused connection that is reset unanswered is resent once", () =>
+    Effect.gen(function* () {
+      const peer = yield* closesOnSecond("reset")
+      const tcp = yield* clientOf(peer.port)
+      assert.strictEqual(yield* tcp.request("first"), "FIRST")
+      assert.strictEqual(yield* tcp.request("second"), "SECOND")
+      assert.deepStrictEqual(peer.received, [["first", "second"], ["second"]])
+    }).pipe(Effect.scoped))
+
+  it.live("a clean end of stream after the sentence was written is not resent: the server may have read it", () =>
+    Effect.gen(function* () {
+      const peer = yield* closesOnSecond("end")
+      const tcp = yield* clientOf(peer.port)
+      assert.strictEqual(yield* tcp.request("first"), "FIRST")
+      const error = yield* tcp.request("second").pipe(Effect.flip)
+      assert.strictEqual(error._tag === "ConnectionClosed" && error.kind, "Closed")
+      assert.deepStrictEqual(peer.received, [["first", "second"]])
+    }).pipe(Effect.scoped))
+
+  it.live("a caps server whose transform fails on a reused connection sees that sentence once, not twice", () => {
+    let seen = 0
+    const failing: Transform.TransformShape = {
+      name: "fails-on-boom",
+      framing: "line",
+      apply: (s) => s === "boom" ? Effect.sync(() => seen++).pipe(Effect.andThen(Effect.fail("no"))) : s,
+    }
+    return Effect.gen(function* () {
+      const server = yield* TcpServer.TcpServer
+      const tcp = yield* clientOf(server.address.port)
+      assert.strictEqual(yield* tcp.request("ok"), "ok")
+      const error = yield* tcp.request("boom").pipe(Effect.flip)
+      assert.strictEqual(error._tag, "ConnectionClosed")
+      assert.strictEqual(seen, 1)
+    }).pipe(Effect.scoped, Effect.provide(tcpServer({}, failing)))
+  })
 
   it.live("with resendUnanswered: false that sentence is not resent: ConnectionClosed says so", () =>
     Effect.gen(function* () {
-      const peer = yield* closesOnSecond("end")
+      const peer = yield* closesOnSecond("reset")
       const tcp = yield* clientOf(peer.port, { resendUnanswered: false })
       assert.strictEqual(yield* tcp.request("first"), "FIRST")
       const error = yield* tcp.request("second").pipe(Effect.flip)
@@ -341,10 +367,10 @@ describe("TcpClient: what is resent", () => {
 
   it.live("a resent sentence whose fresh connection breaks too fails, sent twice at most", () =>
     Effect.gen(function* () {
-      // Answers only the first sentence of the first connection; closes every other connection on its first line.
+      // Answers only the first sentence of the first connection; resets every other connection on its first line.
       const peer = yield* linePeer((line, socket, connection) => {
         if (connection === 0 && line === "first") return socket.write("FIRST\n")
-        socket.end()
+        socket.resetAndDestroy()
       })
       const tcp = yield* clientOf(peer.port)
       assert.strictEqual(yield* tcp.request("first"), "FIRST")
