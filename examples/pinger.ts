@@ -4,7 +4,7 @@
 // summary. It is a loop over `UdpClient` with one attempt per ping (a lost
 // datagram is a lost ping, not a resend) and time read from Effect's `Clock`
 // (so a test could run it on a `TestClock`). `caps ping` does the same from
-// the command line (src/Pinger.ts).
+// the command line, with the library's `Pinger.run` (src/Pinger.ts).
 //
 // In the lab, the server itself drops about 30% of the replies, at random.
 // Here a caps UDP server sits behind a FaultProxy that drops 30% of the
