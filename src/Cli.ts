@@ -20,6 +20,7 @@ import * as Flag from "effect/cli/Flag"
 import * as ClientSession from "./ClientSession.ts"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
+import * as FaultProxy from "./FaultProxy.ts"
 import * as Health from "./Health.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import * as Options from "./Options.ts"
@@ -403,6 +404,108 @@ const ping = Command.make(
     }),
 ).pipe(Command.withDescription("the book's UDP pinger: Ping <seq> <time> datagrams, their round-trip times, a summary"))
 
+const Rate = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
+const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+
+const rateFlag = (name: string, description: string) =>
+  Flag.Finite(name).pipe(
+    Flag.withDescription(`${description}, 0 to 1; default 0 (env ${envVarOf(name)})`),
+    Flag.withFallbackConfig(Config.Finite(envVarOf(name))),
+    Flag.withDefault(0),
+    Flag.withSchema(Rate),
+  )
+
+const bytesFlag = (name: string, description: string, schema = PositiveInt) =>
+  Flag.Int(name).pipe(
+    Flag.withDescription(`${description}; off if not given (env ${envVarOf(name)})`),
+    Flag.withFallbackConfig(Config.Int(envVarOf(name))),
+    Flag.withSchema(schema),
+    Flag.optional,
+  )
+
+/** Flags of the proxy: where it listens, where it relays, and the faults. */
+const proxyFlags = {
+  host: Flag.String("host").pipe(
+    Flag.withDescription(`interface to listen on; default ${FaultProxy.DEFAULT_HOST} (env CAPS_HOST)`),
+    Flag.withFallbackConfig(Config.String(envVarOf("host"))),
+    Flag.optional,
+  ),
+  port: port(ServerPort),
+  target: Flag.String("target").pipe(
+    Flag.withDescription(`the server to relay to, HOST:PORT or [IPV6]:PORT (env ${envVarOf("target")})`),
+    Flag.withFallbackConfig(Config.String(envVarOf("target"))),
+    Flag.filterMap(
+      (text) => Option.fromUndefinedOr(FaultProxy.parseHostPort(text)),
+      (text) => `expected HOST:PORT, got ${JSON.stringify(text)}`,
+    ),
+  ),
+  direction: Flag.Literals("direction", ["requests", "replies", "both"]).pipe(
+    Flag.withDescription(
+      `where the faults apply: requests, replies or both; default both (env ${envVarOf("direction")})`,
+    ),
+    Flag.withFallbackConfig(Config.Literals(["requests", "replies", "both"], envVarOf("direction"))),
+    Flag.withDefault("both" as const),
+  ),
+  seed: intFlag(
+    "seed",
+    "seeds the random faults",
+    1,
+    Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 0xffffffff })),
+  ),
+  drop: rateFlag("drop", "UDP: share of datagrams dropped"),
+  duplicate: rateFlag("duplicate", "UDP: share of datagrams sent twice"),
+  reorder: rateFlag("reorder", "UDP: share of datagrams held back and sent after the next one"),
+  delay: intFlag("delay", "UDP and TCP: milliseconds added to every datagram and chunk", 0, NonNegativeInt),
+  jitter: intFlag("jitter", "UDP: milliseconds a datagram's delay varies either way", 0, NonNegativeInt),
+  blackhole: Flag.Boolean("blackhole").pipe(
+    Flag.withDescription(`receive (UDP) or accept (TCP), never forward (env ${envVarOf("blackhole")})`),
+    Flag.withFallbackConfig(Config.Boolean(envVarOf("blackhole"))),
+    Flag.withDefault(false),
+  ),
+  slice: bytesFlag("slice", "TCP: forward in separate writes of at most this many bytes"),
+  resetAfter: bytesFlag("reset-after", "TCP: reset both sides after this many bytes", NonNegativeInt),
+  closeAfter: bytesFlag("close-after", "TCP: close both sides cleanly after this many bytes", NonNegativeInt),
+  bandwidth: bytesFlag("bandwidth", "TCP: at most this many bytes a second"),
+  idleTimeout: secondsFlag(
+    "idle-timeout",
+    "seconds without bytes after which a UDP flow or a TCP connection is closed",
+    Duration.toSeconds(FaultProxy.DEFAULT_IDLE_TIMEOUT),
+  ),
+}
+
+const proxy = Command.make(
+  "proxy",
+  proxyFlags,
+  (flags) =>
+    Effect.gen(function* () {
+      const proxy = yield* FaultProxy.FaultProxy
+      yield* Console.log(
+        `caps proxy: ready on ${Endpoint.formatHostPort(proxy.address.host, proxy.address.port)}/udp+tcp -> ` +
+          `${Endpoint.formatHostPort(proxy.target.host, proxy.target.port)}, faults: ${proxy.faults}`,
+      )
+      return yield* serveForever
+    }).pipe(
+      Effect.provide(FaultProxy.layer({
+        target: flags.target,
+        host: Option.getOrUndefined(flags.host),
+        port: flags.port,
+        direction: flags.direction,
+        seed: flags.seed,
+        drop: flags.drop,
+        duplicate: flags.duplicate,
+        reorder: flags.reorder,
+        delay: Duration.millis(flags.delay),
+        jitter: Duration.millis(flags.jitter),
+        blackhole: flags.blackhole,
+        slice: Option.getOrUndefined(flags.slice),
+        resetAfter: Option.getOrUndefined(flags.resetAfter),
+        closeAfter: Option.getOrUndefined(flags.closeAfter),
+        bandwidth: Option.getOrUndefined(flags.bandwidth),
+        idleTimeout: seconds(flags.idleTimeout),
+      })),
+    ),
+).pipe(Command.withDescription("a UDP and TCP relay to --target that injects faults, seeded (see docs/PROXY.md)"))
+
 const check = Command.make(
   "check",
   {
@@ -448,7 +551,7 @@ const check = Command.make(
 /** The `caps` command with its subcommands. */
 export const caps = Command.make("caps").pipe(
   Command.withDescription("capitalisation servers and clients over UDP and TCP, after the textbook's four programs"),
-  Command.withSubcommands([udpServer, tcpServer, serve, udpClient, tcpClient, ping, check]),
+  Command.withSubcommands([udpServer, tcpServer, serve, udpClient, tcpClient, ping, proxy, check]),
 )
 
 /** Runs `caps` on the process's arguments. */

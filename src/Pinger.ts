@@ -129,8 +129,8 @@ export const run = Effect.fn("Pinger.run")(function* <R>(
     attemptTimeout: Options.duration(options.timeout, Duration.seconds(1)),
   })
   const results: Array<PingResult> = []
-  const started = yield* Clock.currentTimeMillis
   for (let seq = 1; seq <= count; seq++) {
+    const sentAtMillis = yield* Clock.currentTimeMillis
     const sentAt = yield* Clock.currentTimeNanos
     const outcome = yield* Effect.result(client.request(message(seq, Number(sentAt / 1_000_000n))))
     const rttMillis = Number((yield* Clock.currentTimeNanos) - sentAt) / 1e6
@@ -140,9 +140,10 @@ export const run = Effect.fn("Pinger.run")(function* <R>(
       : { _tag: "Lost", seq, error: outcome.failure }
     results.push(result)
     yield* onResult(result)
-    // The next ping goes one interval after the previous one was sent, however long its reply took.
+    // The next ping goes one interval after this one was sent, or at once if its reply took longer:
+    // never two back to back to catch up.
     if (seq < count) {
-      const wait = started + seq * interval - (yield* Clock.currentTimeMillis)
+      const wait = sentAtMillis + interval - (yield* Clock.currentTimeMillis)
       if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
     }
   }

@@ -19,12 +19,18 @@
  *   reply's newline in the same read fail that request with `ProtocolViolation`.
  *
  * Resending: a sentence is sent again, once, on a fresh connection, only if it
- * was written on a reused connection that then closed (end of stream or
- * reset) before a single byte of its reply arrived: the server closed an idle
- * connection just as the sentence was written, the case Go's net/http
- * transport retries. Any other break after sending fails with
- * `ConnectionClosed` and is never resent, since a plug-in transform need not
- * be idempotent; `resendUnanswered: false` turns even that resend off.
+ * was written on a reused connection that the server then reset before a
+ * single byte of its reply arrived. That reset is what the kernel answers to
+ * bytes that reach a socket already closed: the server closed an idle
+ * connection just as the sentence was written, and never read it (the case
+ * Go's net/http transport retries). A clean end of stream instead may follow
+ * a read (a caps server closes a connection whose transform failed after
+ * reading the line, with a FIN), so it is not resent. Any other break after
+ * sending fails with `ConnectionClosed` and is never resent, since a plug-in
+ * transform need not be idempotent; `resendUnanswered: false` turns even that
+ * resend off. Before writing on a reused connection, the client lets the
+ * event loop read what has reached it, so a server's close that is already
+ * there (the textbook server closes right after its reply) is seen first.
  * Any failure or timeout discards the connection, so a late reply can never
  * be read as the answer to the next sentence.
  *
@@ -69,8 +75,8 @@ export interface TcpClientOptions {
   /** Longest reply accepted, in bytes; 16 MiB by default. */
   readonly maxReplyBytes?: number | undefined
   /**
-   * Whether a sentence written on a reused connection that the server closed before any byte of the
-   * reply arrived is sent once more, on a fresh connection; true by default.
+   * Whether a sentence written on a reused connection that the server reset before any byte of the
+   * reply arrived (it never read it) is sent once more, on a fresh connection; true by default.
    */
   readonly resendUnanswered?: boolean | undefined
   /**
@@ -276,6 +282,11 @@ class Connection {
   }
 }
 
+// Two immediates apart: the event loop polls the sockets between them, on Node and on Deno.
+const nextPoll = Effect.callback<void>((resume) => {
+  setImmediate(() => setImmediate(() => resume(Effect.void)))
+})
+
 /** Whether connecting to the next address of the host is worth trying after this failure. */
 const triesNextAddress = (error: CapsError.ConnectError | CapsError.Timeout | CapsError.TlsError): boolean =>
   error._tag === "ConnectionRefused" || error._tag === "Unreachable"
@@ -373,6 +384,12 @@ export const make = Effect.fn("TcpClient.make")(function* (
         }
       }
       const line = encoder.encode(sentence + "\n")
+      // A server that answers and closes (the textbook's) sends its FIN right after the reply: let the event
+      // loop read what has reached the socket, so that a close already there is seen before writing into it.
+      if (current !== undefined) {
+        yield* nextPoll
+        if (!current.usable) yield* discard
+      }
       let connection = current ?? (yield* open)
       for (let sends = 1;; sends++) {
         const reused = connection.answered > 0
@@ -382,7 +399,8 @@ export const make = Effect.fn("TcpClient.make")(function* (
         if (outcome._tag === "Reply") return decoder.decode(outcome.line)
         if (outcome._tag === "Failed") return yield* Effect.fail(outcome.error)
         yield* discard
-        if (!(resendUnanswered && reused && !outcome.replyStarted)) {
+        // Only a reset before any reply says the server never read the sentence (see the header).
+        if (!(resendUnanswered && reused && outcome.kind === "Reset" && !outcome.replyStarted)) {
           return yield* new CapsError.ConnectionClosed({ endpoint: server, kind: outcome.kind, sentenceSent: true })
         }
         yield* Effect.annotateCurrentSpan("caps.resent", true)

@@ -11,15 +11,24 @@
  * - `LineFramer`, `Utf8`: the pure protocol, framing and decoding, apart from I/O.
  * - `CapsError`: the typed failures; `Endpoint`: how places are named in messages.
  * - `Resolver`: how the clients turn a host name into the addresses they try, replaceable.
+ * - `Pinger`: the book's UDP pinger lab, on `UdpClient`; `Options`: options decoded before anything is bound.
+ * - `FaultProxy`: `caps proxy`, a UDP and TCP relay that injects faults; `Faults`, its seeded
+ *   plan; `ProxyStats`, what it counts; `UdpRelay` (flows) and `TcpRelay` (one connection), under it.
  * - `Health`: the health check, one probe sentence over TCP and one over UDP (`caps check`).
  * - `TlsOptions`: TLS for TCP, its files (`ServerTls`, `ClientTls`) and what a certificate is (`CertificateInfo`);
  *   `Tls` (the files read and checked, the client's certificate check, handshake failures), under both TCP programs.
  */
 export * as CapsError from "./CapsError.ts"
 export * as Endpoint from "./Endpoint.ts"
+export * as FaultProxy from "./FaultProxy.ts"
+export * as Faults from "./Faults.ts"
 export * as Health from "./Health.ts"
 export * as LineFramer from "./LineFramer.ts"
+export * as Options from "./Options.ts"
+export * as Pinger from "./Pinger.ts"
+export * as Protocol from "./Protocol.ts"
 export * as Resolver from "./Resolver.ts"
+export * as ProxyStats from "./ProxyStats.ts"
 export * as TcpClient from "./TcpClient.ts"
 export * as TcpServer from "./TcpServer.ts"
 export * as TlsOptions from "./TlsOptions.ts"

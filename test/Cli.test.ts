@@ -332,15 +332,19 @@ describe("caps CLI failures: a documented exit code and one line that says what 
     30_000,
   )
 
-  it.live("tcp-client to a closed port exits 4 and says the connection was refused", () =>
-    Effect.gen(function* () {
-      const port = yield* closedPort("tcp")
-      const line = expectOneLineFailure(yield* runCaps(client("tcp", port, ["-m", "hi"])), 4)
-      assert.strictEqual(line, `caps: connection refused by 127.0.0.1:${port}/tcp`)
-    }), 30_000)
+  it.live(
+    "tcp-client to a closed port exits 4 and says the connection was refused [failure: tcp-no-server]",
+    () =>
+      Effect.gen(function* () {
+        const port = yield* closedPort("tcp")
+        const line = expectOneLineFailure(yield* runCaps(client("tcp", port, ["-m", "hi"])), 4)
+        assert.strictEqual(line, `caps: connection refused by 127.0.0.1:${port}/tcp`)
+      }),
+    30_000,
+  )
 
   it.live(
-    "a host name that cannot be resolved exits 3 and names the host, for both clients",
+    "a host name that cannot be resolved exits 3 and names the host, for both clients [failure: name-not-resolved]",
     () =>
       Effect.gen(function* () {
         const results = yield* Effect.forEach(
@@ -372,7 +376,7 @@ describe("caps CLI failures: a documented exit code and one line that says what 
   )
 
   it.live(
-    "a server on a port already in use exits 10 and says the address is already in use, UDP and TCP",
+    "a server on a port already in use exits 10 and says the address is already in use, UDP and TCP [failure: port-in-use]",
     () =>
       Effect.gen(function* () {
         const udp = yield* acquireUdp()
@@ -388,6 +392,33 @@ describe("caps CLI failures: a documented exit code and one line that says what 
         assert.strictEqual(
           expectOneLineFailure(tcpServer, ExitCode.ofError.AddressInUse),
           `caps: address already in use: 127.0.0.1:${tcp.port}/tcp`,
+        )
+      }),
+    30_000,
+  )
+})
+
+describe("caps CLI servers and privileges", () => {
+  // Root may bind any port: the test drops the one capability that allows it, as the catalogue entry does.
+  const isRoot = process.getuid?.() === 0
+  const unprivileged = (args: ReadonlyArray<string>) =>
+    isRoot ? ["setpriv", "--bounding-set=-net_bind_service", ...capsCommand(args)] : capsCommand(args)
+
+  it.live(
+    "a port below 1024 without the privilege exits 12 and says why, UDP and TCP [failure: privileged-port]",
+    () =>
+      Effect.gen(function* () {
+        const [udp, tcp] = yield* Effect.all([
+          run(unprivileged(["udp-server", "--host", "127.0.0.1", "--port", "80"])),
+          run(unprivileged(["tcp-server", "--host", "127.0.0.1", "--port", "80"])),
+        ], { concurrency: 2 })
+        assert.strictEqual(
+          expectOneLineFailure(udp, ExitCode.ofError.PermissionDenied),
+          "caps: permission denied for 127.0.0.1:80/udp (ports below 1024 need privileges)",
+        )
+        assert.strictEqual(
+          expectOneLineFailure(tcp, ExitCode.ofError.PermissionDenied),
+          "caps: permission denied for 127.0.0.1:80/tcp (ports below 1024 need privileges)",
         )
       }),
     30_000,
@@ -450,7 +481,7 @@ describe("caps CLI servers", () => {
   )
 
   it.live.skipIf(!isDeno)(
-    "without --allow-all (Deno cannot read /proc), the TCP server assumes 1024 descriptors unless told otherwise",
+    "without --allow-all (Deno cannot read /proc), the TCP server assumes 1024 descriptors unless told otherwise [failure: out-of-descriptors]",
     () =>
       Effect.gen(function* () {
         const assumed = yield* startCaps(["tcp-server", "--host", "127.0.0.1", "--port", "0"])

@@ -67,7 +67,7 @@ time.sleep(30)
 `
 
 describe("TcpServer connection limit", () => {
-  it.live("past maxConnections new connections are closed at once, counted, logged once; a freed slot serves again", () => {
+  it.live("past maxConnections new connections are closed at once, counted, logged once; a freed slot serves again [failure: too-many-connections]", () => {
     const logs = logCapture()
     return withTcpServer((server) =>
       Effect.gen(function* () {
@@ -105,7 +105,7 @@ describe("TcpServer connection limit", () => {
 })
 
 describe("TcpServer idle timeout", () => {
-  it.live("a connection with no bytes for idleTimeout is closed and counted; an active one stays open", () =>
+  it.live("a connection with no bytes for idleTimeout is closed and counted; an active one stays open [failure: idle-peer]", () =>
     withTcpServer((server) =>
       Effect.gen(function* () {
         const port = server.address.port
@@ -126,7 +126,7 @@ describe("TcpServer idle timeout", () => {
         yield* alive(port)
       }), { idleTimeout: "300 millis" }))
 
-  it.live("a client that stopped reading, so no reply bytes move either, is closed at the idle timeout", () =>
+  it.live("a client that stopped reading, so no reply bytes move either, is closed at the idle timeout [failure: slow-reader]", () =>
     withTcpServer((server) =>
       Effect.gen(function* () {
         const stuck = yield* connection(server.address.port)
@@ -223,7 +223,7 @@ describe("caps tcp-server out of descriptors (child process under ulimit -n 64)"
     )
   }
   it.live.skipIf(isDeno)(
-    "more clients than descriptors: said on stderr, no spinning, and a new client is served once they close",
+    "more clients than descriptors: said on stderr, no spinning, and a new client is served once they close [failure: out-of-descriptors]",
     () =>
       Effect.gen(function* () {
         const command = capsCommand(["tcp-server", "--host", "127.0.0.1", "--port", "0"])

@@ -62,6 +62,18 @@ describe("README examples", () => {
     assert.deepStrictEqual(documented, { ...ExitCode.ofError })
   })
 
+  it("every relative link of the README and docs/ points at a file that exists", () => {
+    for (const doc of ["README.md", ...Fs.readdirSync(Path.join(projectRoot, "docs")).map((f) => `docs/${f}`)]) {
+      if (!doc.endsWith(".md")) continue
+      const text = Fs.readFileSync(Path.join(projectRoot, doc), "utf8")
+      for (const [, target] of text.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)) {
+        if (/^[a-z]+:/.test(target)) continue
+        const file = Path.resolve(projectRoot, Path.dirname(doc), target)
+        assert.isTrue(Fs.existsSync(file), `${doc} links to ${target}, which does not exist`)
+      }
+    }
+  })
+
   it("there are examples, and each says what it prints", () => {
     assert.isAtLeast(examples.length, 3)
     for (const example of examples) assert.isDefined(example.prints, `${example.name} has no text block after it`)

@@ -4,12 +4,13 @@
 // CLI; host names are resolved and bound on both servers; and time inside the
 // servers follows Effect's Clock, so TestClock drives it.
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Layer, Tracer } from "effect"
+import { ConfigProvider, Duration, Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as UdpServer from "../src/UdpServer.ts"
 import { statsOf, tcpServer } from "./support/Servers.ts"
 import { closedByPeer, connection, readAtLeast, tcpConnect, udpExchange, unusedPort } from "./support/Sockets.ts"
+import { recordingTracer } from "./support/Spans.ts"
 
 const tcpCases: ReadonlyArray<readonly [string, TcpServer.TcpServerOptions]> = [
   ["TcpServer.port", { port: 70_000 }],
@@ -156,14 +157,7 @@ describe("host names", () => {
 describe("an embedder's tracer", () => {
   it.live("sees TcpServer.make and UdpServer.make as spans", () =>
     Effect.gen(function* () {
-      const spans: Array<Tracer.NativeSpan> = []
-      const tracer = Tracer.make({
-        span: (options) => {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        },
-      })
+      const { spans, tracer } = recordingTracer()
       yield* Effect.all([
         TcpServer.make({ host: "127.0.0.1", port: 0 }),
         UdpServer.make({ host: "127.0.0.1", port: 0 }),

@@ -4,14 +4,16 @@
 // noticed at once, a sentence is resent only in the one case that is safe,
 // and every failure is a typed error.
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Context, Duration, Effect, Exit, Layer, Scope, Tracer } from "effect"
+import { ConfigProvider, Context, Duration, Effect, Exit, Layer, Scope } from "effect"
 import * as Net from "node:net"
 import * as Resolver from "../src/Resolver.ts"
 import * as TcpClient from "../src/TcpClient.ts"
 import * as TcpServer from "../src/TcpServer.ts"
+import type * as Transform from "../src/Transform.ts"
 import { startCaps } from "./support/Process.ts"
 import { closedByPeer, openSockets, socketsBackTo, unusedPort, waitUntil } from "./support/Sockets.ts"
 import { statsOf, tcpServer } from "./support/Servers.ts"
+import { recordingTracer } from "./support/Spans.ts"
 
 /** A raw TCP server on 127.0.0.1 whose connections are handled by `onConnection`; closed with the scope. */
 const rawServer = (onConnection: (socket: Net.Socket, index: number) => void) =>
@@ -156,7 +158,7 @@ describe("TcpClient", () => {
       assert.strictEqual(error.message, `connection refused by 127.0.0.1:${port}/tcp`)
     }).pipe(Effect.scoped))
 
-  it.live("fails with Timeout when the server accepts but never answers, and closes that connection", () =>
+  it.live("fails with Timeout when the server accepts but never answers, and closes that connection [failure: tcp-accept-no-answer]", () =>
     Effect.gen(function* () {
       const mute = yield* rawServer(() => {})
       const tcp = yield* clientOf(mute.port, { replyTimeout: "150 millis" })
@@ -182,7 +184,7 @@ describe("TcpClient", () => {
       assert.strictEqual(rude.connections.length, 1)
     }).pipe(Effect.scoped))
 
-  it.live("fails with ConnectionClosed (Reset) when the server resets the connection", () =>
+  it.live("fails with ConnectionClosed (Reset) when the server resets the connection [failure: tcp-reset-mid-reply]", () =>
     Effect.gen(function* () {
       const resetting = yield* rawServer((socket) => socket.once("data", () => socket.resetAndDestroy()))
       const tcp = yield* clientOf(resetting.port)
@@ -235,7 +237,7 @@ describe("TcpClient: the server closes between two sentences", () => {
   // Without resending, so that these prove the close was noticed while idle, not recovered from afterwards.
   const noResend = { resendUnanswered: false }
 
-  it.live("a caps server that restarts between two sentences answers the second over a fresh connection, at once", () =>
+  it.live("a caps server that restarts between two sentences answers the second over a fresh connection, at once [failure: server-restart]", () =>
     Effect.gen(function* () {
       const first = yield* capsServer()
       const tcp = yield* clientOf(first.port, noResend)
@@ -298,20 +300,45 @@ describe("TcpClient: what is resent", () => {
       socket.write(line.toUpperCase() + "\n")
     })
 
-  for (const close of ["end", "reset"] as const) {
-    it.live(`a sentence written on a reused connection that closes (${close}) unanswered is resent once`, () =>
-      Effect.gen(function* () {
-        const peer = yield* closesOnSecond(close)
-        const tcp = yield* clientOf(peer.port)
-        assert.strictEqual(yield* tcp.request("first"), "FIRST")
-        assert.strictEqual(yield* tcp.request("second"), "SECOND")
-        assert.deepStrictEqual(peer.received, [["first", "second"], ["second"]])
-      }).pipe(Effect.scoped))
-  }
+  it.live("a sentence written on a reused connection that is reset unanswered is resent once", () =>
+    Effect.gen(function* () {
+      const peer = yield* closesOnSecond("reset")
+      const tcp = yield* clientOf(peer.port)
+      assert.strictEqual(yield* tcp.request("first"), "FIRST")
+      assert.strictEqual(yield* tcp.request("second"), "SECOND")
+      assert.deepStrictEqual(peer.received, [["first", "second"], ["second"]])
+    }).pipe(Effect.scoped))
+
+  it.live("a clean end of stream after the sentence was written is not resent: the server may have read it", () =>
+    Effect.gen(function* () {
+      const peer = yield* closesOnSecond("end")
+      const tcp = yield* clientOf(peer.port)
+      assert.strictEqual(yield* tcp.request("first"), "FIRST")
+      const error = yield* tcp.request("second").pipe(Effect.flip)
+      assert.strictEqual(error._tag === "ConnectionClosed" && error.kind, "Closed")
+      assert.deepStrictEqual(peer.received, [["first", "second"]])
+    }).pipe(Effect.scoped))
+
+  it.live("a caps server whose transform fails on a reused connection sees that sentence once, not twice", () => {
+    let seen = 0
+    const failing: Transform.TransformShape = {
+      name: "fails-on-boom",
+      framing: "line",
+      apply: (s) => s === "boom" ? Effect.sync(() => seen++).pipe(Effect.andThen(Effect.fail("no"))) : s,
+    }
+    return Effect.gen(function* () {
+      const server = yield* TcpServer.TcpServer
+      const tcp = yield* clientOf(server.address.port)
+      assert.strictEqual(yield* tcp.request("ok"), "ok")
+      const error = yield* tcp.request("boom").pipe(Effect.flip)
+      assert.strictEqual(error._tag, "ConnectionClosed")
+      assert.strictEqual(seen, 1)
+    }).pipe(Effect.scoped, Effect.provide(tcpServer({}, failing)))
+  })
 
   it.live("with resendUnanswered: false that sentence is not resent: ConnectionClosed says so", () =>
     Effect.gen(function* () {
-      const peer = yield* closesOnSecond("end")
+      const peer = yield* closesOnSecond("reset")
       const tcp = yield* clientOf(peer.port, { resendUnanswered: false })
       assert.strictEqual(yield* tcp.request("first"), "FIRST")
       const error = yield* tcp.request("second").pipe(Effect.flip)
@@ -340,10 +367,10 @@ describe("TcpClient: what is resent", () => {
 
   it.live("a resent sentence whose fresh connection breaks too fails, sent twice at most", () =>
     Effect.gen(function* () {
-      // Answers only the first sentence of the first connection; closes every other connection on its first line.
+      // Answers only the first sentence of the first connection; resets every other connection on its first line.
       const peer = yield* linePeer((line, socket, connection) => {
         if (connection === 0 && line === "first") return socket.write("FIRST\n")
-        socket.end()
+        socket.resetAndDestroy()
       })
       const tcp = yield* clientOf(peer.port)
       assert.strictEqual(yield* tcp.request("first"), "FIRST")
@@ -489,14 +516,7 @@ describe("TcpClient: the library surface", () => {
 
   it.live("a request is traced as a TcpClient.request span, with name resolution inside it", () =>
     Effect.gen(function* () {
-      const spans: Array<Tracer.NativeSpan> = []
-      const tracer = Tracer.make({
-        span: (options) => {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        },
-      })
+      const { spans, tracer } = recordingTracer()
       const server = yield* linePeer((line, socket) => socket.write(line.toUpperCase() + "\n"))
       const tcp = yield* clientOf(server.port)
       yield* tcp.request("traced").pipe(Effect.withTracer(tracer))

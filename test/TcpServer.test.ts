@@ -20,7 +20,7 @@ import { statsOf, withTcpServer } from "./support/Servers.ts"
 const utf8 = (s: string) => new TextEncoder().encode(s)
 
 describe("TcpServer", () => {
-  it.live("answers a sentence without newline at once, as the textbook client expects", () =>
+  it.live("answers a sentence without newline at once, as the textbook client expects [failure: sentence-split-across-reads]", () =>
     withTcpServer((server) =>
       Effect.gen(function* () {
         const reply = yield* Effect.promise(() =>
@@ -30,7 +30,7 @@ describe("TcpServer", () => {
       })
     ))
 
-  it.live("reassembles a multi-byte character split across two writes", () =>
+  it.live("reassembles a multi-byte character split across two writes [failure: utf8-split-across-reads]", () =>
     withTcpServer((server) =>
       Effect.gen(function* () {
         const bytes = utf8("straße é 😀")
@@ -47,7 +47,7 @@ describe("TcpServer", () => {
       })
     ))
 
-  it.live("serves 150 connections at the same time, each in its own fiber", () =>
+  it.live("serves 150 connections at the same time, each in its own fiber [failure: second-client-while-slow]", () =>
     withTcpServer((server) =>
       Effect.gen(function* () {
         const sockets = yield* Effect.promise(() =>
@@ -70,7 +70,7 @@ describe("TcpServer", () => {
       })
     ))
 
-  it.live("count answers each line with a line, and a final line without newline on half-close", () =>
+  it.live("count answers each line with a line, and a final line without newline on half-close [failure: half-close]", () =>
     withTcpServer(
       (server) =>
         Effect.gen(function* () {
@@ -103,7 +103,7 @@ describe("TcpServer", () => {
       Transform.count("s"),
     ))
 
-  it.live("answers invalid UTF-8 with U+FFFD and keeps serving", () =>
+  it.live("answers invalid UTF-8 with U+FFFD and keeps serving [failure: invalid-utf8]", () =>
     withTcpServer((server) =>
       Effect.gen(function* () {
         const bad = yield* Effect.promise(() =>

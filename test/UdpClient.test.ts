@@ -3,13 +3,14 @@
 // a late reply is never taken for the answer to a later sentence, and each
 // address of a name is tried while ICMP says nothing listens at the last.
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Tracer } from "effect"
+import { ConfigProvider, Duration, Effect } from "effect"
 import * as Resolver from "../src/Resolver.ts"
 import * as UdpClient from "../src/UdpClient.ts"
 import * as UdpServer from "../src/UdpServer.ts"
 import { isDeno } from "./support/Process.ts"
 import { openSockets, socketsBackTo, udpPeer, unusedPort } from "./support/Sockets.ts"
 import { udpServer } from "./support/Servers.ts"
+import { recordingTracer } from "./support/Spans.ts"
 
 if (isDeno) {
   console.warn("Deno: ICMP port unreachable is not reported to UDP sockets; checking the Timeout fallback instead")
@@ -34,7 +35,7 @@ describe("UdpClient", () => {
       ),
     ))
 
-  it.live("times out with the number of attempts made, having sent the sentence each time", () =>
+  it.live("times out with the number of attempts made, having sent the sentence each time [failure: udp-no-server]", () =>
     Effect.gen(function* () {
       const silent = yield* peer(() => undefined)
       const udp = yield* client({ port: silent.port, attemptTimeout: "100 millis", attempts: 3 })
@@ -44,7 +45,7 @@ describe("UdpClient", () => {
       assert.strictEqual(silent.received.length, 3)
     }).pipe(Effect.scoped))
 
-  it.live("resends a lost datagram and returns the answer to the resend", () =>
+  it.live("resends a lost datagram and returns the answer to the resend [failure: udp-lost-request]", () =>
     Effect.gen(function* () {
       // The first datagram is "lost": the peer answers only from the second on.
       const lossy = yield* peer((message, index) =>
@@ -56,7 +57,7 @@ describe("UdpClient", () => {
       assert.strictEqual(lossy.received.length, 2)
     }).pipe(Effect.scoped))
 
-  it.live("never takes a late reply to an earlier sentence for the answer to a later one", () =>
+  it.live("never takes a late reply to an earlier sentence for the answer to a later one [failure: udp-late-reply]", () =>
     Effect.gen(function* () {
       const slowFirst = yield* peer((message, index) => ({
         payload: message.toString().toUpperCase(),
@@ -70,7 +71,7 @@ describe("UdpClient", () => {
     }).pipe(Effect.scoped))
 
   it.live.skipIf(isDeno)(
-    "fails fast with ConnectionRefused when ICMP says nothing listens on the port",
+    "fails fast with ConnectionRefused when ICMP says nothing listens on the port [failure: udp-no-server]",
     () =>
       Effect.gen(function* () {
         const port = yield* Effect.promise(unusedPort)
@@ -95,7 +96,7 @@ describe("UdpClient", () => {
       }),
   )
 
-  it.live("refuses a sentence larger than a datagram can carry, before sending anything", () =>
+  it.live("refuses a sentence larger than a datagram can carry, before sending anything [failure: oversize-datagram]", () =>
     Effect.gen(function* () {
       const udp = yield* client({ port: 9 })
       const error = yield* udp.request("x".repeat(UdpServer.MAX_UDP_PAYLOAD + 1)).pipe(Effect.flip)
@@ -212,14 +213,7 @@ describe("UdpClient: the library surface", () => {
 
   it.live("a request is traced as a UdpClient.request span with one event per attempt", () =>
     Effect.gen(function* () {
-      const spans: Array<Tracer.NativeSpan> = []
-      const tracer = Tracer.make({
-        span: (options) => {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        },
-      })
+      const { spans, tracer } = recordingTracer()
       const silent = yield* peer(() => undefined)
       const udp = yield* client({ port: silent.port, attemptTimeout: "50 millis", attempts: 3 })
       yield* udp.request("anyone?").pipe(Effect.flip, Effect.withTracer(tracer))

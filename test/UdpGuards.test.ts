@@ -160,7 +160,7 @@ describe("UdpServer receive queue", () => {
 })
 
 describe("UdpServer amplification guard", () => {
-  it.live("a reply more than 3x its request is not sent and is counted; a small one still is", () => {
+  it.live("a reply more than 3x its request is not sent and is counted; a small one still is [failure: amplification]", () => {
     const logs = logCapture()
     // Echoes short sentences upper-cased, and a long one a hundred times over.
     const amplifier: Transform.TransformShape = {
@@ -181,7 +181,7 @@ describe("UdpServer amplification guard", () => {
 })
 
 describe("UdpServer loop guard", () => {
-  it.live("no reply to a source port below 1024, nor to one equal to the server's own port; counted", () =>
+  it.live("no reply to a source port below 1024, nor to one equal to the server's own port; counted [failure: loop-dos]", () =>
     Effect.gen(function* () {
       const udp = yield* server({})
       const port = udp.address.port
@@ -243,7 +243,7 @@ describe("UdpServer rate limit", () => {
 })
 
 describe("UdpServer oversized datagrams", () => {
-  it.live("a burst of datagrams over maxDatagramBytes: no replies, counted, one warning line, still serving", () => {
+  it.live("a burst of datagrams over maxDatagramBytes: no replies, counted, one warning line, still serving [failure: oversize-datagram]", () => {
     const logs = logCapture()
     return Effect.gen(function* () {
       const udp = yield* server({ maxDatagramBytes: 100 })

@@ -34,7 +34,7 @@ describe("UdpServer", () => {
       })
     ))
 
-  it.live("replaces invalid UTF-8 with U+FFFD, answers, and keeps serving", () =>
+  it.live("replaces invalid UTF-8 with U+FFFD, answers, and keeps serving [failure: invalid-utf8]", () =>
     withUdpServer((server) =>
       Effect.gen(function* () {
         const reply = yield* exchange(server.address.port, new Uint8Array([0x61, 0xc3, 0x28, 0x62]))
