@@ -8,18 +8,37 @@
  * (`ExitCode.ts`). SIGINT and SIGTERM interrupt the program, so every socket
  * is closed by its scope on the way out.
  */
+import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as NodeServices from "@effect/platform-node/NodeServices"
+import * as NodeStdio from "@effect/platform-node/NodeStdio"
+import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FileSystem from "effect/FileSystem"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as CliError from "effect/cli/CliError"
 import * as CliOutput from "effect/cli/CliOutput"
+import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Cli from "./Cli.ts"
 import * as ExitCode from "./ExitCode.ts"
 import * as Runtime from "./Runtime.ts"
+
+// What `Command.run` asks of the platform. The CLI reads its arguments and terminal from Stdio and
+// Terminal; FileSystem and ChildProcessSpawner serve only file-valued flags and handlers that spawn,
+// and caps has neither. NodeServices.layer would load node:crypto and node:child_process for them at
+// every start (about 10 ms of a client's 80 on Node), so they are stand-ins that say so if ever used.
+const platform = Layer.mergeAll(
+  NodeStdio.layer,
+  NodePath.layer,
+  NodeTerminal.layer,
+  FileSystem.layerNoop({}),
+  Layer.succeed(
+    ChildProcessSpawner.ChildProcessSpawner,
+    ChildProcessSpawner.make(() => Effect.die("caps starts no child processes")),
+  ),
+)
 
 // Usage errors are one line, not the whole help page.
 const presenter = CliOutput.layerPresenter({
@@ -83,7 +102,7 @@ process.on("SIGTERM", onSignal)
 
 Cli.run.pipe(
   Effect.tapCause(report),
-  Effect.provide(Layer.mergeAll(NodeServices.layer, presenter, Layer.succeed(Logger.LogToStderr, true))),
+  Effect.provide(Layer.mergeAll(platform, presenter, Layer.succeed(Logger.LogToStderr, true))),
   NodeRuntime.runMain({
     disableErrorReporting: true,
     teardown: (exit, onExit) => onExit(exitCodeOf(exit)),
