@@ -27,6 +27,8 @@ const fs = process.getBuiltinModule("node:fs")
 const path = process.getBuiltinModule("node:path")
 
 export const ROOT = path.resolve(import.meta.dirname, "..")
+/** This script. */
+export const SCRIPT = import.meta.filename
 export const DIST = path.join(ROOT, "dist")
 /** The bundled program: CommonJS for Node's code cache (see ENTRY_SOURCE), ESM for Deno. */
 export const BUNDLE = path.join(DIST, "caps.bundle.cjs")
@@ -232,7 +234,7 @@ export async function build({ quiet = false } = {}) {
 }
 
 // Run as a script (not imported by scripts/caps.mjs); import.meta.main is younger than the Node 20 of CI machines.
-if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === import.meta.filename) {
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === SCRIPT) {
   const ifStale = process.argv.includes("--if-stale")
   if (ifStale && isFresh()) {
     console.log("bundle: dist/caps.mjs is up to date")

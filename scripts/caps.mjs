@@ -21,20 +21,28 @@ function mayRead() {
 }
 
 function rebuild() {
-  process.stderr.write("caps: src/ changed since dist/caps.mjs was built; rebuilding it (npm run build:bundle)\n")
+  process.stderr.write("caps: dist/caps.mjs is not built from src/ as it is now; building it (npm run build:bundle)\n")
   const { spawnSync } = process.getBuiltinModule("node:child_process")
-  const built = spawnSync(process.execPath, [new URL("bundle.mjs", import.meta.url).pathname], {
-    stdio: ["ignore", "ignore", "inherit"],
-  })
-  return built.status === 0
+  const built = spawnSync(process.execPath, [Bundle.SCRIPT], { stdio: "ignore" })
+  if (built.status === 0) return true
+  // A syntax error, say: the sources report it better than the bundler would.
+  process.stderr.write("caps: the build failed (npm run build:bundle says why); running the sources\n")
+  return false
 }
 
 // Literal specifiers: Deno needs no read permission to import those.
-if (mayRead() && Bundle.isFresh()) {
+const readable = mayRead()
+if (readable && Bundle.isFresh()) {
   if (isDeno) await import("../dist/caps.bundle.mjs")
   else await import("../dist/caps.mjs")
 } else if (!isDeno && rebuild()) {
   await import("../dist/caps.mjs")
 } else {
+  if (isDeno && readable) {
+    process.stderr.write(
+      "caps: dist/caps.mjs is not built from src/ as it is now; running the sources " +
+        "(npm run build:bundle builds it)\n",
+    )
+  }
   await import("../src/main.ts")
 }
