@@ -18,6 +18,8 @@ import * as Exit from "effect/Exit"
 import * as FileSystem from "effect/FileSystem"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as Scope from "effect/Scope"
+import * as Terminal from "effect/Terminal"
 import * as CliError from "effect/cli/CliError"
 import * as CliOutput from "effect/cli/CliOutput"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
@@ -25,14 +27,30 @@ import * as Cli from "./Cli.ts"
 import * as ExitCode from "./ExitCode.ts"
 import * as Runtime from "./Runtime.ts"
 
-// What `Command.run` asks of the platform. The CLI reads its arguments and terminal from Stdio and
-// Terminal; FileSystem and ChildProcessSpawner serve only file-valued flags and handlers that spawn,
-// and caps has neither. NodeServices.layer would load node:crypto and node:child_process for them at
-// every start (about 10 ms of a client's 80 on Node), so they are stand-ins that say so if ever used.
+// The CLI's Terminal serves only its prompts (`--wizard`), and NodeTerminal opens standard input as soon as it
+// is built: it is built on first use, so that a client given -m leaves stdin alone.
+const lazyTerminal = Layer.effect(Terminal.Terminal)(
+  Effect.gen(function* () {
+    const terminal = yield* Effect.cached(Scope.provide(NodeTerminal.make(), yield* Effect.scope))
+    return Terminal.make({
+      columns: Effect.flatMap(terminal, (t) => t.columns),
+      rows: Effect.flatMap(terminal, (t) => t.rows),
+      size: Effect.flatMap(terminal, (t) => t.size),
+      readInput: Effect.flatMap(terminal, (t) => t.readInput),
+      readLine: Effect.flatMap(terminal, (t) => t.readLine),
+      display: (text) => Effect.flatMap(terminal, (t) => t.display(text)),
+    })
+  }),
+)
+
+// What `Command.run` asks of the platform. The CLI reads its arguments from Stdio; FileSystem and
+// ChildProcessSpawner serve only file-valued flags and handlers that spawn, and caps has neither.
+// NodeServices.layer would load node:crypto and node:child_process for them at every start, so they are
+// stand-ins that say so if ever used.
 const platform = Layer.mergeAll(
   NodeStdio.layer,
   NodePath.layer,
-  NodeTerminal.layer,
+  lazyTerminal,
   FileSystem.layerNoop({}),
   Layer.succeed(
     ChildProcessSpawner.ChildProcessSpawner,
