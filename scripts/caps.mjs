@@ -23,7 +23,8 @@ function mayRead() {
 function rebuild() {
   process.stderr.write("caps: dist/caps.mjs is not built from src/ as it is now; building it (npm run build:bundle)\n")
   const { spawnSync } = process.getBuiltinModule("node:child_process")
-  const built = spawnSync(process.execPath, [Bundle.SCRIPT], { stdio: "ignore" })
+  // Without the warm-up: the first start of each command writes its own code cache.
+  const built = spawnSync(process.execPath, [Bundle.SCRIPT, "--no-warm"], { stdio: "ignore" })
   if (built.status === 0) return true
   // A syntax error, say: the sources report it better than the bundler would.
   process.stderr.write("caps: the build failed (npm run build:bundle says why); running the sources\n")
@@ -33,8 +34,7 @@ function rebuild() {
 // Literal specifiers: Deno needs no read permission to import those.
 const readable = mayRead()
 if (readable && Bundle.isFresh()) {
-  if (isDeno) await import("../dist/caps.bundle.mjs")
-  else await import("../dist/caps.mjs")
+  await import("../dist/caps.mjs")
 } else if (!isDeno && rebuild()) {
   await import("../dist/caps.mjs")
 } else {
