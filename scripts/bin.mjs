@@ -53,6 +53,12 @@ if (deno !== undefined && !granted({ name: "read", path: import.meta.dirname }))
         fs.mkdirSync(cacheDir, { recursive: true })
         fs.writeFileSync(`${cacheFile}.${process.pid}`, script.createCachedData())
         fs.renameSync(`${cacheFile}.${process.pid}`, cacheFile)
+        // Caches of bundles that are gone (a rebuilt checkout, a removed install) are not read again: a month
+        // unused, they go.
+        for (const name of fs.readdirSync(cacheDir)) {
+          const file = path.join(cacheDir, name)
+          if (name.endsWith(".v8") && Date.now() - fs.statSync(file).atimeMs > 30 * 86_400_000) fs.rmSync(file)
+        }
       } catch {
         // A cache that cannot be written only costs the next start its compile time.
       }

@@ -6,6 +6,8 @@
 //                                        npm's `prepare`, so `npm ci` in a clone leaves a bundle ready
 //   node scripts/bundle.mjs --no-warm    build without the warm-up below (scripts/caps.mjs after an edit)
 //
+// It reports on stderr: stdout is npm's, e.g. `npm pack --json` runs it (prepare, prepack) and prints JSON there.
+//
 // Why a bundle: `node src/main.ts` loads some 400 modules (Effect, the platform, caps) and strips the types of
 // caps's own; one bundled file starts several times faster and with half the memory. The output, in dist/:
 //   caps.bundle.cjs   the program (src/main.ts and everything it imports), minified, as CommonJS for node:vm
@@ -208,12 +210,12 @@ export async function build({ quiet = false, warmUp = true } = {}) {
   const built = performance.now()
   if (!quiet) {
     const ms = (built - started).toFixed(0)
-    console.log(`bundle: ${path.relative(process.cwd(), ENTRY)} + caps.bundle.{cjs,mjs} (${size} KiB) in ${ms} ms`)
+    console.error(`bundle: ${path.relative(process.cwd(), ENTRY)} + caps.bundle.{cjs,mjs} (${size} KiB) in ${ms} ms`)
   }
   if (warmUp) {
     const warmed = await warm()
     if (!quiet) {
-      console.log(`bundle: code caches for ${warmed.join(", ")} in ${(performance.now() - built).toFixed(0)} ms`)
+      console.error(`bundle: code caches for ${warmed.join(", ")} in ${(performance.now() - built).toFixed(0)} ms`)
     }
   }
 }
@@ -317,7 +319,7 @@ const isMain = isDeno
 if (isMain) {
   const ifStale = process.argv.includes("--if-stale")
   if (ifStale && isFresh()) {
-    console.log("bundle: dist/caps.mjs is up to date")
+    console.error("bundle: dist/caps.mjs is up to date")
   } else {
     await build({ warmUp: !process.argv.includes("--no-warm") })
   }
