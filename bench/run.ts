@@ -430,30 +430,34 @@ function servingPid(pid: number, expectedExe: string): number {
 
 // ---------- servers ----------
 
-function freePort(proto: Proto | "both"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    if (proto !== "udp") {
+// Ports are picked below the kernel's ephemeral range: a port in it may be held meanwhile by any connection on the
+// machine (other programs', the generator's), and a server given it would fail to bind.
+const EPHEMERAL_START = Number(readProc("/proc/sys/net/ipv4/ip_local_port_range")?.trim().split(/\s+/)[0]) || 32768
+const PORT_FLOOR = Math.min(20000, EPHEMERAL_START - 1000)
+
+function bindable(proto: Proto, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (proto === "tcp") {
       const server = net.createServer()
-      server.once("error", reject)
-      server.listen(0, HOST, () => {
-        const port = (server.address() as net.AddressInfo).port
-        server.close(() => {
-          if (proto === "tcp") return resolve(port)
-          // `serve` binds both protocols on one number: the UDP port must be free too.
-          const socket = dgram.createSocket("udp4")
-          socket.once("error", () => freePort(proto).then(resolve, reject))
-          socket.bind(port, HOST, () => socket.close(() => resolve(port)))
-        })
-      })
+      server.once("error", () => resolve(false))
+      server.listen(port, HOST, () => server.close(() => resolve(true)))
     } else {
       const socket = dgram.createSocket("udp4")
-      socket.once("error", reject)
-      socket.bind(0, HOST, () => {
-        const port = socket.address().port
-        socket.close(() => resolve(port))
-      })
+      socket.once("error", () => resolve(false))
+      socket.bind(port, HOST, () => socket.close(() => resolve(true)))
     }
   })
+}
+
+/** A port free for the protocol, or for both (`serve` binds UDP and TCP on one number). */
+async function freePort(proto: Proto | "both"): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = PORT_FLOOR + Math.floor(Math.random() * (EPHEMERAL_START - PORT_FLOOR))
+    const tcp = proto === "udp" || await bindable("tcp", port)
+    const udp = proto === "tcp" || (tcp && await bindable("udp", port))
+    if (tcp && udp) return port
+  }
+  fail("no free port below the ephemeral range")
 }
 
 interface Binaries {

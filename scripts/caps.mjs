@@ -41,7 +41,7 @@ if (readable && Bundle.isFresh()) {
   if (isDeno && readable) {
     process.stderr.write(
       "caps: dist/caps.mjs is not built from src/ as it is now; running the sources " +
-        "(npm run build:bundle builds it)\n",
+        "(npm run build:bundle or deno task build makes it)\n",
     )
   }
   await import("../src/main.ts")
