@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 /**
  * The `caps` executable: `node src/main.ts <command>` or
- * `deno run --allow-net --allow-env src/main.ts <command>`.
+ * `deno run --allow-net --allow-env src/main.ts <command>` from the sources,
+ * and the entry of the bundle (`dist/caps.mjs`, scripts/bundle.mjs) that
+ * `npm start`, `npm run caps` and the installed `caps` run.
  *
  * The edge of the program: it runs the CLI on the platform's services and
  * turns the outcome into one line on stderr and a documented exit code
