@@ -1,10 +1,12 @@
-// bench/run.ts: `npm run bench`, caps's servers against hand-written baselines under the same load.
+// bench/run.ts: `npm run bench`, caps as the README starts it against hand-written baselines launched the same way.
 //
-// One run builds the C load generator, then for each runtime (Node, Deno) and workload (TCP and UDP, ping-pong
-// and throughput) starts a fresh server per measurement, alternating baseline and caps round after round so
-// that drift on the machine hits both alike. It reports medians and caps/baseline ratios as a table on stdout,
-// a JSON file with every run, and an SVG bar chart of the ratios. Every reply is verified by the generator; a
-// wrong answer fails the run. bench/README.md explains the workloads and the fairness measures.
+// One run builds the C tools, then for each launcher (how a user starts caps: `npm start`, the `caps` bin,
+// `deno run`) and workload (TCP and UDP, ping-pong and throughput) starts a fresh server per measurement,
+// alternating baseline and caps round after round so that drift on the machine hits both alike. It then times
+// one-shot clients (`udp-client -m hello`, `tcp-client -m hello`) launched each way, again alternating. It
+// reports medians and caps/baseline ratios as tables on stdout, a JSON file with every run, and an SVG chart of
+// the ratios. Every reply is verified; a wrong answer fails the run. bench/README.md explains the workloads,
+// the launchers and the fairness measures.
 //
 // Runs with the project's pinned Node (`node bench/run.ts`, type stripping), no dependencies.
 
@@ -20,31 +22,87 @@ import * as readline from "node:readline"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 
-/**
- * How caps's servers are started: the script and its arguments, after the runtime (`node` or `deno run ...`).
- * `{proto}` is tcp or udp; `{host}` and `{port}` are filled in per run. Override with `--caps-cmd` or the
- * CAPS_BENCH_CAPS_CMD environment variable, e.g. to point the caps slot at the baseline as a fairness check.
- */
-export const CAPS_SERVER_CMD = "dist/caps.mjs {proto}-server --host {host} --port {port}"
-
-/** The hand-written baseline servers, same placeholders. */
-export const BASELINE_SERVER_CMD = "bench/baseline/{proto}-server.ts --host {host} --port {port}"
-
 const ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "")
 const BUILD_DIR = path.join(ROOT, "bench", ".build")
 const LOADGEN = path.join(BUILD_DIR, "loadgen")
 const FASTSERVER = path.join(BUILD_DIR, "fastserver")
+const ONESHOT = path.join(BUILD_DIR, "oneshot")
 const HOST = "127.0.0.1"
-const DENO_PERMISSIONS = ["--allow-net", "--allow-env", "--allow-read", "--allow-sys"]
 // A line announcing readiness, and the first IPv4 or bracketed IPv6 host:port on it.
 const READY_LINE = /ready/i
 const READY_ADDRESS = /(\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:]+\]):(\d+)/
 const READY_DEADLINE_MS = 20_000
 const STOP_GRACE_MS = 3_000
+/** The sentence of the one-shot clients, and what they must print. */
+const CLIENT_MESSAGE = "hello"
+const CLIENT_REPLY = "HELLO"
 
 type Runtime = "node" | "deno"
 type Proto = "tcp" | "udp"
 type Impl = "baseline" | "caps" | "fastserver"
+type LauncherName = "npm" | "node" | "deno"
+
+/**
+ * How a user starts caps, and how the baseline is started the same way. Commands are templates: {node} and
+ * {deno} are the project's pinned binaries, {proto} is tcp or udp, {host} and {port} are filled in per run,
+ * {message} is the one-shot clients' sentence. `npm` is whatever npm runs the harness (the README's npm).
+ */
+interface Launcher {
+  readonly name: LauncherName
+  readonly runtime: Runtime
+  /** What the README calls it. */
+  readonly label: string
+  readonly caps: { readonly server: string; readonly client: string }
+  readonly baseline: { readonly server: string; readonly client: string }
+}
+
+const LAUNCHERS: ReadonlyArray<Launcher> = [
+  {
+    // The README's Node commands: `npm start` serves both protocols; the clients through `npm run caps --`.
+    // npm costs a few hundred ms of its own, so the baseline goes through an npm script too.
+    name: "npm",
+    runtime: "node",
+    label: "npm start / npm run caps --",
+    caps: {
+      server: "npm start -- --host {host} --port {port}",
+      client: "npm run caps -- {proto}-client -m {message} --host {host} --port {port}",
+    },
+    baseline: {
+      server: "npm run bench:baseline -- serve --host {host} --port {port}",
+      client: "npm run bench:baseline -- {proto}-client -m {message} --host {host} --port {port}",
+    },
+  },
+  {
+    // The installed `caps` command (package.json "bin"), against `node baseline.mjs`: no npm on either side.
+    name: "node",
+    runtime: "node",
+    label: "caps bin: node dist/caps.mjs",
+    caps: {
+      server: "{node} dist/caps.mjs {proto}-server --host {host} --port {port}",
+      client: "{node} dist/caps.mjs {proto}-client -m {message} --host {host} --port {port}",
+    },
+    baseline: {
+      server: "{node} bench/baseline/{proto}-server.mjs --host {host} --port {port}",
+      client: "{node} bench/baseline/{proto}-client.mjs -m {message} --host {host} --port {port}",
+    },
+  },
+  {
+    // The README's Deno command, against `deno run baseline.mjs` with the permissions it needs.
+    name: "deno",
+    runtime: "deno",
+    label: "deno run scripts/caps.mjs",
+    caps: {
+      server: "{deno} run --allow-net --allow-env --allow-read scripts/caps.mjs serve --host {host} --port {port}",
+      client: "{deno} run --allow-net --allow-env --allow-read scripts/caps.mjs {proto}-client -m {message} " +
+        "--host {host} --port {port}",
+    },
+    baseline: {
+      server: "{deno} run --allow-net --allow-env bench/baseline/serve.mjs --host {host} --port {port}",
+      client: "{deno} run --allow-net --allow-env bench/baseline/{proto}-client.mjs -m {message} " +
+        "--host {host} --port {port}",
+    },
+  },
+]
 
 interface Workload {
   readonly name: string
@@ -97,26 +155,39 @@ const WORKLOADS: ReadonlyArray<Workload> = [
   },
 ]
 
+/** The targets of issue 7, for the summary's verdicts (never an assertion: a noisy machine fails none). */
+const TARGETS = {
+  rps: { atLeast: 1.0, text: "throughput >= 1.0x" },
+  p99Us: { atMost: 1.1, text: "p99 <= 1.1x" },
+  peakMiB: { atMost: 1.5, text: "peak memory <= 1.5x" },
+  firstMs: { atMost: 2.0, text: "first answer <= 2x" },
+  wallMs: { atMost: 2.0, text: "one-shot client wall time <= 2x" },
+} as const
+
 // ---------- options ----------
 
 const HELP = `usage: node bench/run.ts [options]     (npm run bench -- [options])
 
-  --duration S       measured seconds per run (default 5; smoke 1)
+  --duration S       measured seconds per run (default 5; smoke 0.5)
   --warmup S         unmeasured load before each measurement (default 1; smoke 0.25)
-  --rounds N         baseline/caps pairs per workload and runtime (default 3; smoke and calibrate 1)
+  --rounds N         baseline/caps pairs per workload and launcher (default 3; smoke and calibrate 1)
   --payload BYTES    request size without the TCP newline, 16..65507 (default 64)
-  --runtime R        node | deno | both (default both)
+  --launchers LIST   comma-separated subset of ${LAUNCHERS.map((l) => l.name).join(", ")} (default all)
+  --runtime R        node (= npm,node) | deno | both: another way to choose launchers
   --workloads LIST   comma-separated subset of ${WORKLOADS.map((w) => w.name).join(", ")}
-  --smoke            1 s, 1 round: proves the pipeline (every mode exits 1 on any failure)
+  --clients N        one-shot client launches per command, alternating caps and baseline (default 15;
+                     smoke 1); 0 for none
+  --smoke            short runs, 1 round: proves the pipeline (every mode exits 1 on any failure)
                      (writes to bench/.build/smoke.{json,svg} unless --json/--svg are given)
   --calibrate        loadgen against bench/fastserver.c (C, epoll) and the Node baseline, to show the
                      generator is not the bottleneck (writes bench/.build/calibration.json)
   --json PATH        results file (default bench/results.json)
   --svg PATH         ratio chart (default docs/bench.svg)
-  --caps-cmd CMD     caps server command after the runtime (default "${CAPS_SERVER_CMD}";
-                     env CAPS_BENCH_CAPS_CMD); placeholders {proto} {host} {port}
-  --no-pin           do not pin the server to CPU 0 and the generator to CPU 1
-  --render PATH      redraw the table and --svg from a results file, measuring nothing
+  --caps-cmd CMD     the caps server command of every chosen launcher (env CAPS_BENCH_CAPS_CMD), e.g.
+                     "{node} bench/baseline/{proto}-server.mjs --host {host} --port {port}" for a self-check;
+                     placeholders {node} {deno} {proto} {host} {port}
+  --no-pin           do not pin the server to CPU 0 and the generator and clients to CPU 1
+  --render PATH      redraw the tables and --svg from a results file, measuring nothing
   --help
 `
 
@@ -125,13 +196,14 @@ interface Options {
   readonly warmup: number
   readonly rounds: number
   readonly payload: number
-  readonly runtimes: ReadonlyArray<Runtime>
+  readonly launchers: ReadonlyArray<Launcher>
   readonly workloads: ReadonlyArray<Workload>
+  readonly clientReps: number
   readonly smoke: boolean
   readonly calibrate: boolean
   readonly jsonPath: string
   readonly svgPath: string | null
-  readonly capsCmd: string
+  readonly capsCmd: string | null
   readonly pin: boolean
   /** A results file to redraw instead of measuring. */
   readonly render: string | null
@@ -157,8 +229,10 @@ function parseOptions(argv: ReadonlyArray<string>): Options {
       warmup: { type: "string" },
       rounds: { type: "string" },
       payload: { type: "string" },
-      runtime: { type: "string", default: "both" },
+      launchers: { type: "string" },
+      runtime: { type: "string" },
       workloads: { type: "string" },
+      clients: { type: "string" },
       smoke: { type: "boolean", default: false },
       calibrate: { type: "boolean", default: false },
       json: { type: "string" },
@@ -176,12 +250,19 @@ function parseOptions(argv: ReadonlyArray<string>): Options {
   const smoke = values.smoke
   const calibrate = values.calibrate
   const runtime = values.runtime
-  if (runtime !== "node" && runtime !== "deno" && runtime !== "both") fail(`bad --runtime: ${runtime}`)
+  if (runtime !== undefined && runtime !== "node" && runtime !== "deno" && runtime !== "both") {
+    fail(`bad --runtime: ${runtime}`)
+  }
+  const launcherNames = values.launchers?.split(",").map((name) => name.trim()) ??
+    (runtime === "node" ? ["npm", "node"] : runtime === "deno" ? ["deno"] : LAUNCHERS.map((l) => l.name))
+  const launchers = calibrate
+    ? LAUNCHERS.filter((l) => l.name === "node")
+    : launcherNames.map((name) => LAUNCHERS.find((l) => l.name === name) ?? fail(`unknown launcher ${name}`))
   const names = values.workloads?.split(",").map((name) => name.trim()) ?? WORKLOADS.map((w) => w.name)
   const workloads = names.map((name) => WORKLOADS.find((w) => w.name === name) ?? fail(`unknown workload ${name}`))
   const payload = positive("payload", values.payload, 64, true)
   if (payload < 16 || payload > 65507) fail("--payload must be 16..65507 (the UDP limit)")
-  const duration = positive("duration", values.duration, smoke ? 1 : 5, false)
+  const duration = positive("duration", values.duration, smoke ? 0.5 : 5, false)
   if (duration <= 0) fail("--duration must be positive")
   const rounds = positive("rounds", values.rounds, smoke || calibrate ? 1 : 3, true)
   if (rounds < 1) fail("--rounds must be at least 1")
@@ -196,13 +277,14 @@ function parseOptions(argv: ReadonlyArray<string>): Options {
     warmup: positive("warmup", values.warmup, smoke ? 0.25 : 1, false),
     rounds,
     payload,
-    runtimes: calibrate ? ["node"] : runtime === "both" ? ["node", "deno"] : [runtime],
+    launchers,
     workloads,
+    clientReps: calibrate ? 0 : positive("clients", values.clients, smoke ? 1 : 15, true),
     smoke,
     calibrate,
     jsonPath: path.resolve(values.json ?? path.join(ROOT, defaultJson)),
     svgPath: values.svg !== undefined ? path.resolve(values.svg) : defaultSvg && path.join(ROOT, defaultSvg),
-    capsCmd: values["caps-cmd"] ?? process.env["CAPS_BENCH_CAPS_CMD"] ?? CAPS_SERVER_CMD,
+    capsCmd: values["caps-cmd"] ?? process.env["CAPS_BENCH_CAPS_CMD"] ?? null,
     pin: !values["no-pin"],
     render: values.render !== undefined ? path.resolve(values.render) : null,
   }
@@ -272,7 +354,7 @@ function version(argv: ReadonlyArray<string>): string {
 
 function build(): void {
   fs.mkdirSync(BUILD_DIR, { recursive: true })
-  for (const name of ["loadgen", "fastserver"]) {
+  for (const name of ["loadgen", "fastserver", "oneshot"]) {
     const argv = ["-O2", "-Wall", "-o", path.join(BUILD_DIR, name), path.join(ROOT, "bench", `${name}.c`)]
     const result = spawnSync("gcc", argv, { encoding: "utf8", timeout: 60_000 })
     if (result.status !== 0) fail(`gcc ${argv.join(" ")} failed:\n${result.stderr ?? String(result.error)}`)
@@ -321,48 +403,61 @@ function exeOf(pid: number): string | null {
 }
 
 /**
- * The process that actually serves: `taskset` execs in place, so normally the spawned pid itself. If a
- * wrapper (a shell in a custom --caps-cmd, say) sits in between, the descendant running the expected binary.
+ * The process that actually serves: the deepest process of the spawned tree that runs the expected binary.
+ * `taskset` execs in place, so for a direct launch that is the spawned pid itself. Under `npm start` npm
+ * itself may run on the same Node binary; the server is its descendant (npm's `sh -c` execs `node`).
  */
 function servingPid(pid: number, expectedExe: string): number {
-  if (exeOf(pid) === expectedExe) return pid
+  let found = exeOf(pid) === expectedExe ? pid : null
+  const children = new Map<number, Array<number>>()
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    const stat = readProc(`/proc/${entry}/stat`)
+    if (stat === null) continue
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+    children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)])
+  }
   const queue = [pid]
   while (queue.length > 0) {
     const parent = queue.shift() ?? pid
-    for (const entry of fs.readdirSync("/proc")) {
-      if (!/^\d+$/.test(entry)) continue
-      const stat = readProc(`/proc/${entry}/stat`)
-      if (stat === null) continue
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
-      if (ppid !== parent) continue
-      const child = Number(entry)
-      if (exeOf(child) === expectedExe) return child
+    for (const child of children.get(parent) ?? []) {
+      if (exeOf(child) === expectedExe) found = child
       queue.push(child)
     }
   }
-  return pid
+  return found ?? pid
 }
 
 // ---------- servers ----------
 
-function freePort(proto: Proto): Promise<number> {
-  return new Promise((resolve, reject) => {
+// Ports are picked below the kernel's ephemeral range: a port in it may be held meanwhile by any connection on the
+// machine (other programs', the generator's), and a server given it would fail to bind.
+const EPHEMERAL_START = Number(readProc("/proc/sys/net/ipv4/ip_local_port_range")?.trim().split(/\s+/)[0]) || 32768
+const PORT_FLOOR = Math.min(20000, EPHEMERAL_START - 1000)
+
+function bindable(proto: Proto, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     if (proto === "tcp") {
       const server = net.createServer()
-      server.once("error", reject)
-      server.listen(0, HOST, () => {
-        const port = (server.address() as net.AddressInfo).port
-        server.close(() => resolve(port))
-      })
+      server.once("error", () => resolve(false))
+      server.listen(port, HOST, () => server.close(() => resolve(true)))
     } else {
       const socket = dgram.createSocket("udp4")
-      socket.once("error", reject)
-      socket.bind(0, HOST, () => {
-        const port = socket.address().port
-        socket.close(() => resolve(port))
-      })
+      socket.once("error", () => resolve(false))
+      socket.bind(port, HOST, () => socket.close(() => resolve(true)))
     }
   })
+}
+
+/** A port free for the protocol, or for both (`serve` binds UDP and TCP on one number). */
+async function freePort(proto: Proto | "both"): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = PORT_FLOOR + Math.floor(Math.random() * (EPHEMERAL_START - PORT_FLOOR))
+    const tcp = proto === "udp" || await bindable("tcp", port)
+    const udp = proto === "tcp" || (tcp && await bindable("udp", port))
+    if (tcp && udp) return port
+  }
+  fail("no free port below the ephemeral range")
 }
 
 interface Binaries {
@@ -370,20 +465,25 @@ interface Binaries {
   readonly deno: string
 }
 
-function serverArgv(impl: Impl, runtime: Runtime, proto: Proto, port: number, bins: Binaries, capsCmd: string) {
+function expand(template: string, bins: Binaries, fields: Record<string, string>): Array<string> {
+  let text = template.replaceAll("{node}", bins.node).replaceAll("{deno}", bins.deno)
+  for (const [key, value] of Object.entries(fields)) text = text.replaceAll(`{${key}}`, value)
+  return text.split(/\s+/).filter((word) => word.length > 0)
+}
+
+/** The command of a server, and the binary of the process that serves (for /proc). */
+function serverArgv(ctx: Context, launcher: Launcher, impl: Impl, proto: Proto, port: number) {
   if (impl === "fastserver") {
     return { argv: [FASTSERVER, proto, "--host", HOST, "--port", String(port)], exe: FASTSERVER }
   }
-  const template = impl === "caps" ? capsCmd : BASELINE_SERVER_CMD
-  const script = template
-    .replaceAll("{proto}", proto)
-    .replaceAll("{host}", HOST)
-    .replaceAll("{port}", String(port))
-    .split(/\s+/)
-    .filter((word) => word.length > 0)
-  return runtime === "node"
-    ? { argv: [bins.node, ...script], exe: bins.node }
-    : { argv: [bins.deno, "run", ...DENO_PERMISSIONS, ...script], exe: bins.deno }
+  const template = impl === "caps" ? ctx.options.capsCmd ?? launcher.caps.server : launcher.baseline.server
+  const argv = expand(template, ctx.bins, { proto, host: HOST, port: String(port) })
+  return { argv, exe: launcher.runtime === "node" ? ctx.bins.node : ctx.bins.deno }
+}
+
+/** Whether a server command serves both protocols on its port (`serve`, `npm start`). */
+function servesBoth(argv: ReadonlyArray<string>): boolean {
+  return argv.includes("serve") || (argv[0] === "npm" && argv[1] === "start")
 }
 
 interface Server {
@@ -489,6 +589,7 @@ interface Metrics {
 }
 
 interface RunRecord {
+  readonly launcher: LauncherName
   readonly runtime: Runtime
   readonly workload: string
   readonly impl: Impl
@@ -543,11 +644,55 @@ interface Context {
   readonly bins: Binaries
 }
 
-async function measure(ctx: Context, runtime: Runtime, workload: Workload, impl: Impl, round: number) {
-  const { options, bins } = ctx
-  const port = await freePort(workload.proto)
-  const { argv, exe } = serverArgv(impl, runtime, workload.proto, port, bins, options.capsCmd)
-  const base = { runtime, workload: workload.name, impl, round, command: argv }
+/** Starts a server, waits for its first correct answer, and returns it running (the caller stops it). */
+async function launch(ctx: Context, launcher: Launcher, impl: Impl, proto: Proto) {
+  const { argv, exe } = serverArgv(ctx, launcher, impl, proto, 0)
+  const port = await freePort(servesBoth(argv) ? "both" : proto)
+  const command = serverArgv(ctx, launcher, impl, proto, port).argv
+  // The port is chosen here rather than with --port 0 so the probe can knock from the moment of spawning:
+  // "first answer" is then launch-to-service, whatever the server prints and whenever it prints it.
+  const spawnedAt = process.hrtime.bigint()
+  const server = startServer(pinned(0, command, ctx.options.pin))
+  const probeAbort = new AbortController()
+  const probeArgv = [LOADGEN, "first", "--proto", proto, "--host", HOST, "--port", String(port)]
+  probeArgv.push("--payload", String(ctx.options.payload), "--start-ns", String(spawnedAt))
+  probeArgv.push("--deadline-ms", String(READY_DEADLINE_MS))
+  const probe = runToEnd(pinned(1, probeArgv, ctx.options.pin), READY_DEADLINE_MS + 5_000, probeAbort.signal)
+  const stop = async () => {
+    probeAbort.abort()
+    await stopServer(server)
+    await probe
+  }
+  const started = async (): Promise<{ firstMs: number } | { error: string }> => {
+    let readyPort: number
+    try {
+      readyPort = await server.ready
+    } catch (error) {
+      return { error: `${error instanceof Error ? error.message : String(error)}: ${server.log()}` }
+    }
+    if (readyPort !== port) return { error: `asked for port ${port}, server announced ${readyPort}: ${server.log()}` }
+    const first = await probe
+    const firstMs = lastJsonLine(first.stdout)?.["first_ms"]
+    if (typeof firstMs !== "number") {
+      return { error: `no first answer: ${first.stdout.trim() || first.stderr.trim()} ${server.log()}` }
+    }
+    return { firstMs }
+  }
+  return { command, exe, port, server, stop, started: await started() }
+}
+
+async function measure(ctx: Context, launcher: Launcher, workload: Workload, impl: Impl, round: number) {
+  const { options } = ctx
+  const launched = await launch(ctx, launcher, impl, workload.proto)
+  const { command, exe, port, server } = launched
+  const base = {
+    launcher: launcher.name,
+    runtime: launcher.runtime,
+    workload: workload.name,
+    impl,
+    round,
+    command,
+  }
   const failed = (error: string, servingExe: string | null = null, load: LoadReport | null = null): RunRecord => ({
     ...base,
     servingExe,
@@ -556,30 +701,9 @@ async function measure(ctx: Context, runtime: Runtime, workload: Workload, impl:
     metrics: null,
     load,
   })
-
-  // The port is chosen here rather than with --port 0 so the probe can knock from the moment of spawning:
-  // "first answer" is then launch-to-service, whatever the server prints and whenever it prints it.
-  const spawnedAt = process.hrtime.bigint()
-  const server = startServer(pinned(0, argv, options.pin))
-  const probeAbort = new AbortController()
-  const probeArgv = [LOADGEN, "first", "--proto", workload.proto, "--host", HOST, "--port", String(port)]
-  probeArgv.push("--payload", String(options.payload), "--start-ns", String(spawnedAt))
-  probeArgv.push("--deadline-ms", String(READY_DEADLINE_MS))
-  const probe = runToEnd(pinned(1, probeArgv, options.pin), READY_DEADLINE_MS + 5_000, probeAbort.signal)
   try {
-    let readyPort: number
-    try {
-      readyPort = await server.ready
-    } catch (error) {
-      return failed(`${error instanceof Error ? error.message : String(error)}: ${server.log()}`)
-    }
-    if (readyPort !== port) return failed(`asked for port ${port}, server announced ${readyPort}: ${server.log()}`)
-    const first = await probe
-    const firstReport = lastJsonLine(first.stdout)
-    const firstMs = firstReport?.["first_ms"]
-    if (typeof firstMs !== "number") {
-      return failed(`no first answer: ${first.stdout.trim() || first.stderr.trim()} ${server.log()}`)
-    }
+    if ("error" in launched.started) return failed(launched.started.error)
+    const { firstMs } = launched.started
     const pid = servingPid(server.pid, exe)
     const servingExe = exeOf(pid)
 
@@ -630,10 +754,122 @@ async function measure(ctx: Context, runtime: Runtime, workload: Workload, impl:
     }
     return { ...base, servingExe, ok: true, error: null, metrics, load: report }
   } finally {
-    probeAbort.abort()
-    await stopServer(server)
-    await probe
+    await launched.stop()
   }
+}
+
+/**
+ * Starts each server command once, unmeasured, before its rounds: the first start after a build compiles the
+ * bundle and writes its code cache (dist/caps.mjs), which every later start reads; the OS's file cache warms
+ * for both sides alike.
+ */
+async function prime(ctx: Context, launcher: Launcher, proto: Proto, impls: ReadonlyArray<Impl>): Promise<void> {
+  for (const impl of impls) {
+    const launched = await launch(ctx, launcher, impl, proto)
+    await launched.stop()
+    if ("error" in launched.started) {
+      console.log(`[${launcher.name} ${proto} ${impl}] priming failed: ${launched.started.error}`)
+    }
+  }
+}
+
+// ---------- one-shot clients ----------
+
+interface ClientRun {
+  readonly launcher: LauncherName
+  readonly runtime: Runtime
+  readonly proto: Proto
+  readonly impl: "baseline" | "caps"
+  readonly rep: number
+  readonly command: ReadonlyArray<string>
+  readonly ok: boolean
+  readonly error: string | null
+  readonly wallMs: number | null
+  readonly rssMiB: number | null
+}
+
+/** Runs a one-shot client under bench/oneshot.c: wall time from fork to reaping, peak RSS of its process tree. */
+async function oneShot(ctx: Context, argv: ReadonlyArray<string>) {
+  const wrapped = [ONESHOT, "--timeout-ms", "20000", "--stdout-expect", CLIENT_REPLY, "--", ...argv]
+  const finished = await runToEnd(pinned(1, wrapped, ctx.options.pin), 30_000)
+  const record = lastJsonLine(finished.stdout)
+  if (record === null || typeof record["wall_ms"] !== "number") {
+    return { ok: false, error: `oneshot failed: ${finished.stdout.trim()} ${finished.stderr.trim()}` } as const
+  }
+  if (record["exit"] !== 0 || record["matched"] !== 1) {
+    const why = record["matched"] !== 1 ? `did not print ${CLIENT_REPLY}` : `exit ${record["exit"]}`
+    return { ok: false, error: `${why}: ${finished.stderr.trim().slice(-300)}` } as const
+  }
+  return {
+    ok: true,
+    wallMs: record["wall_ms"] as number,
+    rssMiB: (record["maxrss_kib"] as number) / 1024,
+  } as const
+}
+
+/**
+ * Times one-shot `udp-client -m hello` and `tcp-client -m hello` for each launcher, caps and baseline
+ * alternating, against one baseline server (both protocols) that stays up for all of them.
+ */
+async function measureClients(ctx: Context): Promise<Array<ClientRun>> {
+  const runs: Array<ClientRun> = []
+  if (ctx.options.clientReps === 0) return runs
+  const port = await freePort("both")
+  const serverCommand = expand("{node} bench/baseline/serve.mjs --host {host} --port {port}", ctx.bins, {
+    host: HOST,
+    port: String(port),
+  })
+  const server = startServer(pinned(0, serverCommand, ctx.options.pin))
+  try {
+    await server.ready
+    await new Promise((resolve) => setTimeout(resolve, 200)) // both servers of serve.mjs bound
+    for (const launcher of ctx.options.launchers) {
+      for (const proto of ["udp", "tcp"] as const) {
+        const commands = {
+          baseline: expand(launcher.baseline.client, ctx.bins, {
+            proto,
+            host: HOST,
+            port: String(port),
+            message: CLIENT_MESSAGE,
+          }),
+          caps: expand(launcher.caps.client, ctx.bins, {
+            proto,
+            host: HOST,
+            port: String(port),
+            message: CLIENT_MESSAGE,
+          }),
+        }
+        // One unmeasured launch each first: caps's code cache for the command, the OS's file cache for both.
+        if (!ctx.options.smoke) { for (const impl of ["baseline", "caps"] as const) await oneShot(ctx, commands[impl]) }
+        for (let rep = 1; rep <= ctx.options.clientReps; rep++) {
+          for (const impl of ["baseline", "caps"] as const) {
+            const result = await oneShot(ctx, commands[impl])
+            const run: ClientRun = {
+              launcher: launcher.name,
+              runtime: launcher.runtime,
+              proto,
+              impl,
+              rep,
+              command: commands[impl],
+              ok: result.ok,
+              error: result.ok ? null : result.error,
+              wallMs: result.ok ? result.wallMs : null,
+              rssMiB: result.ok ? result.rssMiB : null,
+            }
+            runs.push(run)
+            if (!run.ok) console.log(`[${launcher.name} ${proto}-client r${rep} ${impl}] FAILED: ${run.error}`)
+          }
+        }
+        const of = (impl: string) =>
+          runs.filter((r) => r.launcher === launcher.name && r.proto === proto && r.impl === impl)
+        const wall = (impl: string) => fmt(median(of(impl).flatMap((r) => r.wallMs ?? [])), 1)
+        console.log(`[${launcher.name} ${proto}-client] wall ms: baseline ${wall("baseline")}, caps ${wall("caps")}`)
+      }
+    }
+  } finally {
+    await stopServer(server)
+  }
+  return runs
 }
 
 // ---------- summary ----------
@@ -658,12 +894,28 @@ type Medians = Record<MetricKey, number | null> & {
 }
 
 interface Row {
+  readonly launcher: LauncherName
   readonly runtime: Runtime
   readonly workload: string
   readonly reference: Medians
   readonly candidate: Medians
   /** candidate / reference of each median: above 1 is better for rps, worse for everything else. */
   readonly ratio: Record<MetricKey, number | null>
+}
+
+interface ClientMedians {
+  readonly runs: number
+  readonly wallMs: number | null
+  readonly rssMiB: number | null
+}
+
+interface ClientRow {
+  readonly launcher: LauncherName
+  readonly runtime: Runtime
+  readonly proto: Proto
+  readonly baseline: ClientMedians
+  readonly caps: ClientMedians
+  readonly ratio: { readonly wallMs: number | null; readonly rssMiB: number | null }
 }
 
 function median(values: ReadonlyArray<number>): number | null {
@@ -677,6 +929,10 @@ function spread(values: ReadonlyArray<number>): number | null {
   const mid = median(values)
   if (mid === null || mid === 0 || values.length < 2) return null
   return ((Math.max(...values) - Math.min(...values)) / 2 / mid) * 100
+}
+
+function ratioOf(candidate: number | null, reference: number | null): number | null {
+  return candidate !== null && reference !== null && reference > 0 ? candidate / reference : null
 }
 
 function medians(runs: ReadonlyArray<RunRecord>): Medians {
@@ -700,30 +956,56 @@ function medians(runs: ReadonlyArray<RunRecord>): Medians {
 
 function summarise(
   runs: ReadonlyArray<RunRecord>,
-  scope: { readonly runtimes: ReadonlyArray<Runtime>; readonly workloads: ReadonlyArray<Workload> },
+  scope: { readonly launchers: ReadonlyArray<LauncherName>; readonly workloads: ReadonlyArray<Workload> },
   pair: readonly [Impl, Impl],
 ): Array<Row> {
   const rows: Array<Row> = []
-  for (const runtime of scope.runtimes) {
+  for (const launcher of scope.launchers) {
     for (const workload of scope.workloads) {
-      const of = (impl: Impl) =>
-        medians(runs.filter((r) => r.runtime === runtime && r.workload === workload.name && r.impl === impl))
-      const reference = of(pair[0])
-      const candidate = of(pair[1])
+      const mine = runs.filter((r) => r.launcher === launcher && r.workload === workload.name)
+      if (mine.length === 0) continue
+      const reference = medians(mine.filter((r) => r.impl === pair[0]))
+      const candidate = medians(mine.filter((r) => r.impl === pair[1]))
       const ratio = Object.fromEntries(
-        METRIC_KEYS.map((key) => {
-          const a = reference[key]
-          const b = candidate[key]
-          return [key, a !== null && b !== null && a > 0 ? b / a : null]
-        }),
-      ) as Record<MetricKey, number | null>
-      rows.push({ runtime, workload: workload.name, reference, candidate, ratio })
+        METRIC_KEYS.map((key) => [key, ratioOf(candidate[key], reference[key])]),
+      ) as Record<
+        MetricKey,
+        number | null
+      >
+      rows.push({ launcher, runtime: mine[0].runtime, workload: workload.name, reference, candidate, ratio })
     }
   }
   return rows
 }
 
-// ---------- table ----------
+function summariseClients(runs: ReadonlyArray<ClientRun>): Array<ClientRow> {
+  const rows: Array<ClientRow> = []
+  const keys = [...new Set(runs.map((r) => `${r.launcher} ${r.proto}`))]
+  for (const key of keys) {
+    const mine = runs.filter((r) => `${r.launcher} ${r.proto}` === key)
+    const of = (impl: string): ClientMedians => {
+      const ok = mine.filter((r) => r.impl === impl && r.ok)
+      return {
+        runs: ok.length,
+        wallMs: median(ok.flatMap((r) => r.wallMs ?? [])),
+        rssMiB: median(ok.flatMap((r) => r.rssMiB ?? [])),
+      }
+    }
+    const baseline = of("baseline")
+    const caps = of("caps")
+    rows.push({
+      launcher: mine[0].launcher,
+      runtime: mine[0].runtime,
+      proto: mine[0].proto,
+      baseline,
+      caps,
+      ratio: { wallMs: ratioOf(caps.wallMs, baseline.wallMs), rssMiB: ratioOf(caps.rssMiB, baseline.rssMiB) },
+    })
+  }
+  return rows
+}
+
+// ---------- tables ----------
 
 function fmt(value: number | null, digits: number): string {
   if (value === null) return "n/a"
@@ -734,15 +1016,31 @@ function fmtRatio(value: number | null): string {
   return value === null ? "n/a" : `${value.toFixed(2)}x`
 }
 
+function layout(lines: ReadonlyArray<ReadonlyArray<string>>, left: ReadonlySet<number>): string {
+  const widths = lines[0].map((_, i) => Math.max(...lines.map((line) => line[i].length)))
+  return lines
+    .map((line) =>
+      line.map((cell, i) => (left.has(i) ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  ").trimEnd()
+    )
+    .join("\n")
+}
+
+function launcherLabel(name: LauncherName): string {
+  return LAUNCHERS.find((l) => l.name === name)?.label ?? name
+}
+
 function table(rows: ReadonlyArray<Row>, pair: readonly [Impl, Impl]): string {
-  const header = "runtime|workload|server|req/s|±|p50 us|p99 us|peak MiB|first ms|srv CPU|foreign|loss/late".split("|")
+  const header = "launched as|workload|server|req/s|±|p50 us|p99 us|peak MiB|first ms|srv CPU|foreign|loss/late"
+    .split("|")
   const lines: Array<Array<string>> = [header]
   const pct = (v: number | null) => (v === null ? "n/a" : `${Math.round(v)}%`)
+  let previous = ""
   for (const row of rows) {
     for (const [label, m] of [[pair[0], row.reference], [pair[1], row.candidate]] as const) {
+      const first = label === pair[0]
       lines.push([
-        label === pair[0] ? row.runtime : "",
-        label === pair[0] ? row.workload : "",
+        first && row.launcher !== previous ? launcherLabel(row.launcher) : "",
+        first ? row.workload : "",
         `${label}${m.runs === 0 ? " (FAILED)" : ""}`,
         fmt(m.rps, 0),
         m.rpsSpreadPct === null ? "" : `${Math.round(m.rpsSpreadPct)}%`,
@@ -754,6 +1052,7 @@ function table(rows: ReadonlyArray<Row>, pair: readonly [Impl, Impl]): string {
         pct(m.foreignCpuPct),
         `${m.losses}/${m.late}`,
       ])
+      if (first) previous = row.launcher
     }
     const r = row.ratio
     lines.push([
@@ -771,13 +1070,63 @@ function table(rows: ReadonlyArray<Row>, pair: readonly [Impl, Impl]): string {
       "",
     ])
   }
-  const widths = header.map((_, i) => Math.max(...lines.map((line) => line[i].length)))
-  const left = new Set([0, 1, 2])
-  return lines
-    .map((line) =>
-      line.map((cell, i) => (left.has(i) ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  ").trimEnd()
+  return layout(lines, new Set([0, 1, 2]))
+}
+
+function clientTable(rows: ReadonlyArray<ClientRow>): string {
+  const header = "launched as|client|baseline ms|caps ms|caps/base|baseline MiB|caps MiB|caps/base|runs".split("|")
+  const lines: Array<Array<string>> = [header]
+  let previous = ""
+  for (const row of rows) {
+    lines.push([
+      row.launcher !== previous ? launcherLabel(row.launcher) : "",
+      `${row.proto}-client -m ${CLIENT_MESSAGE}`,
+      fmt(row.baseline.wallMs, 1),
+      fmt(row.caps.wallMs, 1),
+      fmtRatio(row.ratio.wallMs),
+      fmt(row.baseline.rssMiB, 1),
+      fmt(row.caps.rssMiB, 1),
+      fmtRatio(row.ratio.rssMiB),
+      `${row.baseline.runs}+${row.caps.runs}`,
+    ])
+    previous = row.launcher
+  }
+  return layout(lines, new Set([0, 1]))
+}
+
+/** One line per target: which rows meet it and which do not. Informative only: nothing fails on timing. */
+function verdicts(rows: ReadonlyArray<Row>, clients: ReadonlyArray<ClientRow>): Array<string> {
+  const out: Array<string> = []
+  const check = (ratio: number | null, target: { atLeast?: number; atMost?: number }) =>
+    ratio === null
+      ? null
+      : target.atLeast !== undefined
+      ? ratio >= target.atLeast
+      : ratio <= (target.atMost ?? Infinity)
+  for (const key of ["rps", "p99Us", "peakMiB", "firstMs"] as const) {
+    const target = TARGETS[key]
+    const missed = rows.filter((row) => check(row.ratio[key], target) === false)
+    out.push(
+      `${target.text.padEnd(34)} ${
+        missed.length === 0
+          ? "met in every row"
+          : `NOT met: ${missed.map((row) => `${row.launcher} ${row.workload} ${fmtRatio(row.ratio[key])}`).join(", ")}`
+      }`,
     )
-    .join("\n")
+  }
+  if (clients.length > 0) {
+    const missed = clients.filter((row) => check(row.ratio.wallMs, TARGETS.wallMs) === false)
+    out.push(
+      `${TARGETS.wallMs.text.padEnd(34)} ${
+        missed.length === 0
+          ? "met in every row"
+          : `NOT met: ${
+            missed.map((row) => `${row.launcher} ${row.proto}-client ${fmtRatio(row.ratio.wallMs)}`).join(", ")
+          }`
+      }`,
+    )
+  }
+  return out
 }
 
 // ---------- SVG ----------
@@ -786,23 +1135,59 @@ function escapeXml(text: string): string {
   return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;")
 }
 
-const SERIES: ReadonlyArray<{ readonly key: MetricKey; readonly label: string; readonly color: string }> = [
-  { key: "rps", label: "throughput (req/s): higher is better", color: "#2b6cb0" },
-  { key: "p99Us", label: "p99 latency: lower is better", color: "#dd6b20" },
-  { key: "peakMiB", label: "peak memory: lower is better", color: "#718096" },
+interface Bar {
+  readonly label: string
+  readonly color: string
+  readonly ratio: number | null
+  /** The target's bound, drawn as a tick on the bar's row. */
+  readonly target: number
+}
+
+interface BarGroup {
+  readonly label: string
+  readonly bars: ReadonlyArray<Bar>
+}
+
+const COLORS = { rps: "#2b6cb0", p99Us: "#dd6b20", peakMiB: "#718096", firstMs: "#38a169", wallMs: "#805ad5" }
+const LEGEND: ReadonlyArray<{ readonly color: string; readonly label: string }> = [
+  { color: COLORS.rps, label: "throughput: higher is better" },
+  { color: COLORS.p99Us, label: "p99 latency" },
+  { color: COLORS.peakMiB, label: "peak memory" },
+  { color: COLORS.firstMs, label: "launch to first answer" },
+  { color: COLORS.wallMs, label: "one-shot client wall time" },
 ]
 
-function svgChart(rows: ReadonlyArray<Row>, subtitle: ReadonlyArray<string>): string {
-  const labelWidth = 190
-  const plotWidth = 560
-  const barHeight = 12
-  const groupGap = 14
-  const top = 104
-  const groupHeight = SERIES.length * (barHeight + 2) + groupGap
-  const height = top + rows.length * groupHeight + 40
-  const width = labelWidth + plotWidth + 90
-  const largest = Math.max(1, ...rows.flatMap((row) => SERIES.map((s) => row.ratio[s.key] ?? 0)))
-  const xMax = Math.min(10, Math.max(2, Math.ceil(largest * 1.1 * 2) / 2))
+function groupsOf(rows: ReadonlyArray<Row>, clients: ReadonlyArray<ClientRow>): Array<BarGroup> {
+  const groups: Array<BarGroup> = rows.map((row) => ({
+    label: `${row.launcher} · ${row.workload}`,
+    bars: [
+      { label: "throughput", color: COLORS.rps, ratio: row.ratio.rps, target: TARGETS.rps.atLeast },
+      { label: "p99", color: COLORS.p99Us, ratio: row.ratio.p99Us, target: TARGETS.p99Us.atMost },
+      { label: "peak memory", color: COLORS.peakMiB, ratio: row.ratio.peakMiB, target: TARGETS.peakMiB.atMost },
+      { label: "first answer", color: COLORS.firstMs, ratio: row.ratio.firstMs, target: TARGETS.firstMs.atMost },
+    ],
+  }))
+  for (const row of clients) {
+    groups.push({
+      label: `${row.launcher} · ${row.proto}-client -m`,
+      bars: [{ label: "wall time", color: COLORS.wallMs, ratio: row.ratio.wallMs, target: TARGETS.wallMs.atMost }],
+    })
+  }
+  return groups
+}
+
+function svgChart(groups: ReadonlyArray<BarGroup>, subtitle: ReadonlyArray<string>): string {
+  const labelWidth = 210
+  const plotWidth = 540
+  const barHeight = 11
+  const groupGap = 12
+  const legendTop = 42 + subtitle.length * 16 + 6
+  const top = legendTop + 50
+  const heights = groups.map((g) => g.bars.length * (barHeight + 2) + groupGap)
+  const height = top + heights.reduce((a, b) => a + b, 0) + 40
+  const width = labelWidth + plotWidth + 110
+  const largest = Math.max(1, ...groups.flatMap((g) => g.bars.map((b) => b.ratio ?? 0)))
+  const xMax = Math.min(10, Math.max(2.5, Math.ceil(largest * 1.1 * 2) / 2))
   const x = (ratio: number) => labelWidth + (Math.min(ratio, xMax) / xMax) * plotWidth
   const parts: Array<string> = []
   // Value labels are drawn last, above the 1.0 line, so the line never strikes through a number.
@@ -812,16 +1197,22 @@ function svgChart(rows: ReadonlyArray<Row>, subtitle: ReadonlyArray<string>): st
       `font-family="system-ui, sans-serif" font-size="12">`,
     `<title>caps / baseline ratios</title>`,
     `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="16" y="24" font-size="16" font-weight="bold">caps / hand-written baseline (ratio of medians)</text>`,
+    `<text x="16" y="24" font-size="16" font-weight="bold">caps / hand-written baseline, both launched the same ` +
+      `way (ratio of medians)</text>`,
     ...subtitle.map((line, i) => `<text x="16" y="${42 + i * 16}" fill="#4a5568">${escapeXml(line)}</text>`),
   )
-  SERIES.forEach((s, i) => {
-    const lx = 16 + i * 260
+  LEGEND.forEach((entry, i) => {
+    const lx = 16 + (i % 3) * 250
+    const ly = legendTop + Math.floor(i / 3) * 16
     parts.push(
-      `<rect x="${lx}" y="68" width="12" height="12" fill="${s.color}"/>`,
-      `<text x="${lx + 18}" y="78">${escapeXml(s.label)}</text>`,
+      `<rect x="${lx}" y="${ly}" width="12" height="12" fill="${entry.color}"/>`,
+      `<text x="${lx + 18}" y="${ly + 10}">${escapeXml(entry.label)}</text>`,
     )
   })
+  parts.push(
+    `<text x="516" y="${legendTop + 26}" fill="#4a5568" font-size="11">| target (lower is better except ` +
+      `throughput)</text>`,
+  )
   for (let tick = 0; tick <= xMax + 1e-9; tick += xMax > 4 ? 1 : 0.5) {
     const tx = x(tick)
     parts.push(
@@ -829,34 +1220,38 @@ function svgChart(rows: ReadonlyArray<Row>, subtitle: ReadonlyArray<string>): st
       `<text x="${tx}" y="${height - 14}" text-anchor="middle" fill="#4a5568">${tick}</text>`,
     )
   }
-  rows.forEach((row, i) => {
-    const gy = top + i * groupHeight
+  let gy = top
+  groups.forEach((group, i) => {
     parts.push(
-      `<text x="${labelWidth - 10}" y="${gy + (SERIES.length * (barHeight + 2)) / 2 + 4}" text-anchor="end">` +
-        `${escapeXml(`${row.runtime} · ${row.workload}`)}</text>`,
+      `<text x="${labelWidth - 10}" y="${gy + (group.bars.length * (barHeight + 2)) / 2 + 4}" text-anchor="end">` +
+        `${escapeXml(group.label)}</text>`,
     )
-    SERIES.forEach((s, j) => {
+    group.bars.forEach((bar, j) => {
       const y = gy + j * (barHeight + 2)
-      const ratio = row.ratio[s.key]
-      if (ratio === null) {
+      const tx = x(bar.target)
+      parts.push(
+        `<line x1="${tx}" y1="${y - 1}" x2="${tx}" y2="${y + barHeight + 1}" stroke="#1a202c" stroke-width="2"/>`,
+      )
+      if (bar.ratio === null) {
         parts.push(`<text x="${labelWidth + 4}" y="${y + barHeight - 2}" fill="#a0aec0">n/a</text>`)
         return
       }
-      const clipped = ratio > xMax
+      const clipped = bar.ratio > xMax
       parts.push(
-        `<rect x="${labelWidth}" y="${y}" width="${(x(ratio) - labelWidth).toFixed(1)}" height="${barHeight}" ` +
-          `fill="${s.color}"><title>${escapeXml(`${s.label}: ${ratio.toFixed(3)}`)}</title></rect>`,
+        `<rect x="${labelWidth}" y="${y}" width="${(x(bar.ratio) - labelWidth).toFixed(1)}" height="${barHeight}" ` +
+          `fill="${bar.color}"><title>${escapeXml(`${bar.label}: ${bar.ratio.toFixed(3)}`)}</title></rect>`,
       )
       labels.push(
-        `<text x="${(x(ratio) + 4).toFixed(1)}" y="${y + barHeight - 2}" font-size="11" paint-order="stroke" ` +
-          `stroke="#ffffff" stroke-width="3">` +
-          `${ratio.toFixed(2)}x${clipped ? " (clipped)" : ""}</text>`,
+        `<text x="${(Math.max(x(bar.ratio), tx) + 4).toFixed(1)}" y="${y + barHeight - 2}" font-size="10" ` +
+          `paint-order="stroke" stroke="#ffffff" stroke-width="3">` +
+          `${bar.ratio.toFixed(2)}x${clipped ? " (clipped)" : ""}</text>`,
       )
     })
+    gy += heights[i]
   })
   const one = x(1)
   parts.push(
-    `<line x1="${one}" y1="${top - 10}" x2="${one}" y2="${height - 30}" stroke="#1a202c" stroke-width="1.5" ` +
+    `<line x1="${one}" y1="${top - 10}" x2="${one}" y2="${height - 30}" stroke="#1a202c" stroke-width="1" ` +
       `stroke-dasharray="5 3"/>`,
     `<text x="${one + 4}" y="${top - 10}" fill="#1a202c" font-size="11">1.0 = baseline</text>`,
     ...labels,
@@ -868,7 +1263,7 @@ function svgChart(rows: ReadonlyArray<Row>, subtitle: ReadonlyArray<string>): st
 // ---------- main ----------
 
 function describe(run: RunRecord): string {
-  const tag = `[${run.runtime} ${run.workload} r${run.round} ${run.impl}]`
+  const tag = `[${run.launcher} ${run.workload} r${run.round} ${run.impl}]`
   if (!run.ok || run.metrics === null) return `${tag} FAILED: ${run.error}`
   const m = run.metrics
   return (
@@ -884,6 +1279,7 @@ interface Meta {
   readonly mode: "full" | "smoke" | "calibrate"
   readonly node: string
   readonly deno: string | null
+  readonly npm: string | null
   readonly cpu: string
   readonly cpus: number
   readonly kernel: string
@@ -892,22 +1288,25 @@ interface Meta {
   readonly warmup_s: number
   readonly rounds: number
   readonly payload_bytes: number
-  readonly caps_cmd: string
-  readonly baseline_cmd: string
+  readonly client_reps: number
+  readonly launchers: ReadonlyArray<Launcher>
+  readonly caps_cmd_override: string | null
   readonly workloads: ReadonlyArray<Workload>
 }
 
 function subtitleOf(meta: Meta): Array<string> {
   return [
     `${meta.date.slice(0, 10)} · ${meta.mode} run · Node ${meta.node} · ` +
-    `${meta.deno?.split(" (")[0] ?? "no Deno"} · ` +
-    `${meta.cpu}, ${meta.cpus} CPUs`,
-    `${meta.pinned === "no" ? "unpinned" : "server pinned to CPU 0, load generator to CPU 1"} · median of ` +
-    `${meta.rounds} round(s) x ${meta.duration_s} s · ${meta.payload_bytes} B requests`,
+    `${meta.deno?.split(" (")[0] ?? "no Deno"} · npm ${meta.npm ?? "n/a"} · ${meta.cpu}, ${meta.cpus} CPUs`,
+    `${meta.pinned === "no" ? "unpinned" : "server on CPU 0, load generator and clients on CPU 1"} · median of ` +
+    `${meta.rounds} round(s) x ${meta.duration_s} s · ${meta.payload_bytes} B requests · ` +
+    `${meta.client_reps} launches per client`,
+    `npm = npm start, npm run caps -- vs npm run bench:baseline -- · node = node dist/caps.mjs vs node baseline.mjs`,
+    `deno = deno run --allow-net --allow-env --allow-read scripts/caps.mjs vs deno run --allow-net --allow-env baseline.mjs`,
   ]
 }
 
-function printSummary(rows: ReadonlyArray<Row>, pair: readonly [Impl, Impl]): void {
+function printSummary(rows: ReadonlyArray<Row>, clients: ReadonlyArray<ClientRow>, pair: readonly [Impl, Impl]): void {
   console.log(`\n${table(rows, pair)}\n`)
   console.log(
     "req/s: higher is better; latencies, peak memory (VmHWM) and launch-to-first-answer: lower is better. " +
@@ -917,6 +1316,13 @@ function printSummary(rows: ReadonlyArray<Row>, pair: readonly [Impl, Impl]): vo
   )
   const noisy = rows.some((row) => (row.reference.foreignCpuPct ?? 0) > 10 || (row.candidate.foreignCpuPct ?? 0) > 10)
   if (noisy) console.log("warning: other processes used >10% of a CPU during some runs; results are noisy")
+  if (clients.length > 0) {
+    console.log(`\n${clientTable(clients)}\n`)
+    console.log(
+      "One-shot clients: wall time from fork to exit and peak RSS of the process tree (npm's own process " +
+        "included in the npm rows), medians.",
+    )
+  }
   if (pair[1] === "fastserver") {
     for (const row of rows) {
       const ratio = row.ratio.rps
@@ -925,26 +1331,34 @@ function printSummary(rows: ReadonlyArray<Row>, pair: readonly [Impl, Impl]): vo
         `calibration ${row.workload}: fastserver reached ${fmtRatio(ratio)} the Node baseline's req/s (${verdict})`,
       )
     }
+  } else {
+    console.log(`\ntargets (caps/baseline, informative):\n  ${verdicts(rows, clients).join("\n  ")}`)
   }
 }
 
-function writeSvg(svgPath: string, rows: ReadonlyArray<Row>, meta: Meta): void {
+function writeSvg(svgPath: string, rows: ReadonlyArray<Row>, clients: ReadonlyArray<ClientRow>, meta: Meta): void {
   fs.mkdirSync(path.dirname(svgPath), { recursive: true })
-  fs.writeFileSync(svgPath, svgChart(rows, subtitleOf(meta)))
+  fs.writeFileSync(svgPath, svgChart(groupsOf(rows, clients), subtitleOf(meta)))
   console.log(`wrote ${path.relative(process.cwd(), svgPath)}`)
 }
 
-/** Redraws the table and chart from a results file, without measuring anything. */
+/** Redraws the tables and chart from a results file, without measuring anything. */
 function render(jsonPath: string, svgPath: string | null): void {
-  const result = JSON.parse(fs.readFileSync(jsonPath, "utf8")) as { meta: Meta; runs: Array<RunRecord> }
+  const result = JSON.parse(fs.readFileSync(jsonPath, "utf8")) as {
+    meta: Meta
+    runs: Array<RunRecord>
+    clientRuns?: Array<ClientRun>
+  }
   const pair: readonly [Impl, Impl] = result.meta.mode === "calibrate"
     ? ["baseline", "fastserver"]
     : ["baseline", "caps"]
   // Summarised afresh from the raw runs, so a file written by an older harness gets today's statistics.
-  const runtimes = [...new Set(result.runs.map((run) => run.runtime))]
-  const rows = summarise(result.runs, { runtimes, workloads: result.meta.workloads }, pair)
-  printSummary(rows, pair)
-  if (svgPath !== null) writeSvg(svgPath, rows, result.meta)
+  const launchers = [...new Set(result.runs.map((run) => run.launcher ?? run.runtime))] as Array<LauncherName>
+  const runs = result.runs.map((run) => ({ ...run, launcher: run.launcher ?? run.runtime }))
+  const rows = summarise(runs, { launchers, workloads: result.meta.workloads }, pair)
+  const clients = summariseClients(result.clientRuns ?? [])
+  printSummary(rows, clients, pair)
+  if (svgPath !== null) writeSvg(svgPath, rows, clients, result.meta)
 }
 
 function binary(relative: string, fallback: string): string {
@@ -978,56 +1392,74 @@ async function main(): Promise<void> {
     date: new Date(startedAt).toISOString(),
     mode: options.calibrate ? "calibrate" : options.smoke ? "smoke" : "full",
     node: version([bins.node, "--version"]),
-    deno: options.runtimes.includes("deno") ? version([bins.deno, "--version"]) : null,
+    deno: options.launchers.some((l) => l.runtime === "deno") ? version([bins.deno, "--version"]) : null,
+    npm: options.launchers.some((l) => l.name === "npm") ? version(["npm", "--version"]) : null,
     cpu: os.cpus()[0]?.model ?? "unknown",
     cpus: os.availableParallelism(),
     kernel: os.release(),
-    pinned: pin ? "server on CPU 0, load generator on CPU 1" : "no",
+    pinned: pin ? "server on CPU 0, load generator and clients on CPU 1" : "no",
     duration_s: options.duration,
     warmup_s: options.warmup,
     rounds: options.rounds,
     payload_bytes: options.payload,
-    caps_cmd: options.capsCmd,
-    baseline_cmd: BASELINE_SERVER_CMD,
+    client_reps: options.clientReps,
+    launchers: options.launchers,
+    caps_cmd_override: options.capsCmd,
     workloads: options.workloads,
   }
   console.log(
-    `bench ${meta.mode}: ${options.runtimes.join("+")}, ${options.workloads.length} workloads, ${options.rounds} ` +
-      `round(s) of ${pair.join(" vs ")}, ${options.duration} s + ${options.warmup} s warm-up, payload ` +
-      `${options.payload} B, ${pin ? "pinned" : "unpinned"}\n${pair[1]} command: ` +
-      (pair[1] === "caps" ? options.capsCmd : FASTSERVER),
+    `bench ${meta.mode}: ${options.launchers.map((l) => l.name).join("+")}, ${options.workloads.length} workloads, ` +
+      `${options.rounds} round(s) of ${pair.join(" vs ")}, ${options.duration} s + ${options.warmup} s warm-up, ` +
+      `payload ${options.payload} B, ${options.clientReps} client launches each, ${pin ? "pinned" : "unpinned"}`,
   )
+  for (const launcher of options.launchers) {
+    console.log(
+      `  ${launcher.name}: caps "${options.capsCmd ?? launcher.caps.server}" / baseline "${launcher.baseline.server}"`,
+    )
+  }
 
   const runs: Array<RunRecord> = []
-  for (const runtime of options.runtimes) {
+  for (const launcher of options.launchers) {
     for (const workload of options.workloads) {
+      if (!options.smoke) await prime(ctx, launcher, workload.proto, pair)
       for (let round = 1; round <= options.rounds; round++) {
         for (const impl of pair) {
-          const run = await measure(ctx, runtime, workload, impl, round)
+          const run = await measure(ctx, launcher, workload, impl, round)
           runs.push(run)
           console.log(describe(run))
         }
       }
     }
   }
+  const clientRuns = await measureClients(ctx)
 
-  const rows = summarise(runs, options, pair)
-  const failures = runs.filter((run) => !run.ok)
-  printSummary(rows, pair)
+  const rows = summarise(runs, { launchers: options.launchers.map((l) => l.name), workloads: options.workloads }, pair)
+  const clients = summariseClients(clientRuns)
+  const failures = [
+    ...runs.filter((run) => !run.ok).map((run) =>
+      `${run.launcher} ${run.workload} r${run.round} ${run.impl}: ${run.error}`
+    ),
+    ...clientRuns.filter((run) => !run.ok).map((run) =>
+      `${run.launcher} ${run.proto}-client r${run.rep} ${run.impl}: ${run.error}`
+    ),
+  ]
+  printSummary(rows, clients, pair)
   const result = {
     meta: { ...meta, elapsed_s: (Date.now() - startedAt) / 1000 },
     ok: failures.length === 0,
-    failures: failures.map((run) => `${run.runtime} ${run.workload} r${run.round} ${run.impl}: ${run.error}`),
+    failures,
     summary: rows,
+    clients,
     runs,
+    clientRuns,
   }
   fs.mkdirSync(path.dirname(options.jsonPath), { recursive: true })
   fs.writeFileSync(options.jsonPath, JSON.stringify(result, null, 2) + "\n")
   console.log(`wrote ${path.relative(process.cwd(), options.jsonPath)}`)
-  if (options.svgPath !== null) writeSvg(options.svgPath, rows, meta)
+  if (options.svgPath !== null) writeSvg(options.svgPath, rows, clients, meta)
   console.log(`elapsed ${result.meta.elapsed_s.toFixed(1)} s`)
   if (failures.length > 0) {
-    console.error(`\nbench FAILED (${failures.length} run(s)):\n  ${result.failures.join("\n  ")}`)
+    console.error(`\nbench FAILED (${failures.length} run(s)):\n  ${failures.join("\n  ")}`)
     process.exit(1)
   }
 }

@@ -1,28 +1,67 @@
 #!/usr/bin/env node
 /**
  * The `caps` executable: `node src/main.ts <command>` or
- * `deno run --allow-net --allow-env src/main.ts <command>`.
+ * `deno run --allow-net --allow-env src/main.ts <command>` from the sources,
+ * and the entry of the bundle (`dist/caps.mjs`, scripts/bundle.mjs) that
+ * `npm start`, `npm run caps` and the installed `caps` run.
  *
  * The edge of the program: it runs the CLI on the platform's services and
  * turns the outcome into one line on stderr and a documented exit code
  * (`ExitCode.ts`). SIGINT and SIGTERM interrupt the program, so every socket
  * is closed by its scope on the way out.
  */
+import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as NodeServices from "@effect/platform-node/NodeServices"
+import * as NodeStdio from "@effect/platform-node/NodeStdio"
+import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FileSystem from "effect/FileSystem"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as Scope from "effect/Scope"
+import * as Terminal from "effect/Terminal"
 import * as CliError from "effect/cli/CliError"
 import * as CliOutput from "effect/cli/CliOutput"
+import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Cli from "./Cli.ts"
 import * as ExitCode from "./ExitCode.ts"
 import * as Runtime from "./Runtime.ts"
 
 // `caps check` exits 1 for a usage error too: Docker's HEALTHCHECK reserves 2.
 let usageExitCode = ExitCode.USAGE
+
+// The CLI's Terminal serves only its prompts (`--wizard`), and NodeTerminal opens standard input as soon as it
+// is built: it is built on first use, so that a client given -m leaves stdin alone.
+const lazyTerminal = Layer.effect(Terminal.Terminal)(
+  Effect.gen(function* () {
+    const terminal = yield* Effect.cached(Scope.provide(NodeTerminal.make(), yield* Effect.scope))
+    return Terminal.make({
+      columns: Effect.flatMap(terminal, (t) => t.columns),
+      rows: Effect.flatMap(terminal, (t) => t.rows),
+      size: Effect.flatMap(terminal, (t) => t.size),
+      readInput: Effect.flatMap(terminal, (t) => t.readInput),
+      readLine: Effect.flatMap(terminal, (t) => t.readLine),
+      display: (text) => Effect.flatMap(terminal, (t) => t.display(text)),
+    })
+  }),
+)
+
+// What `Command.run` asks of the platform. The CLI reads its arguments from Stdio; FileSystem and
+// ChildProcessSpawner serve only file-valued flags and handlers that spawn, and caps has neither.
+// NodeServices.layer would load node:crypto and node:child_process for them at every start, so they are
+// stand-ins that say so if ever used.
+const platform = Layer.mergeAll(
+  NodeStdio.layer,
+  NodePath.layer,
+  lazyTerminal,
+  FileSystem.layerNoop({}),
+  Layer.succeed(
+    ChildProcessSpawner.ChildProcessSpawner,
+    ChildProcessSpawner.make(() => Effect.die("caps starts no child processes")),
+  ),
+)
 
 // Usage errors are one line, not the whole help page.
 const presenter = CliOutput.layerPresenter({
@@ -85,7 +124,7 @@ process.on("SIGTERM", onSignal)
 
 Cli.run.pipe(
   Effect.tapCause(report),
-  Effect.provide(Layer.mergeAll(NodeServices.layer, presenter, Layer.succeed(Logger.LogToStderr, true))),
+  Effect.provide(Layer.mergeAll(platform, presenter, Layer.succeed(Logger.LogToStderr, true))),
   NodeRuntime.runMain({
     disableErrorReporting: true,
     teardown: (exit, onExit) => onExit(exitCodeOf(exit)),

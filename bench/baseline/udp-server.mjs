@@ -1,10 +1,11 @@
 // BASELINE, not caps: the UDP uppercase server a competent Node user would write by hand with `node:dgram`.
 //
 // bench/run.ts measures caps's UDP server against this file, so it is deliberately plain: each datagram is
-// decoded on its own (a datagram is a whole message), uppercased and sent back to its sender. Runs unchanged
-// with `node udp-server.ts` and `deno run --allow-net --allow-env udp-server.ts`.
+// decoded on its own (a datagram is a whole message), uppercased and sent back to its sender. Plain JavaScript,
+// as such a server is written: nothing to strip or compile at start-up. Runs unchanged with
+// `node udp-server.mjs` and `deno run --allow-net --allow-env udp-server.mjs`.
 //
-//   udp-server.ts --host 127.0.0.1 --port 0   ->  prints "ready udp 127.0.0.1:PORT" once bound
+//   udp-server.mjs --host 127.0.0.1 --port 0   ->  prints "ready udp 127.0.0.1:PORT" once bound
 
 import * as dgram from "node:dgram"
 import process from "node:process"

@@ -3,9 +3,10 @@
 // bench/run.ts measures caps's TCP server against this file, so it is deliberately plain and idiomatic rather
 // than tuned: one streaming TextDecoder per connection (so a character split across two reads survives),
 // `toUpperCase()`, write back, and the usual backpressure (pause while `write()` says the buffer is full,
-// resume on 'drain'). Runs unchanged with `node tcp-server.ts` and `deno run --allow-net --allow-env tcp-server.ts`.
+// resume on 'drain'). Plain JavaScript, as such a server is written: nothing to strip or compile at start-up.
+// Runs unchanged with `node tcp-server.mjs` and `deno run --allow-net --allow-env tcp-server.mjs`.
 //
-//   tcp-server.ts --host 127.0.0.1 --port 0   ->  prints "ready tcp 127.0.0.1:PORT" once listening
+//   tcp-server.mjs --host 127.0.0.1 --port 0   ->  prints "ready tcp 127.0.0.1:PORT" once listening
 
 import * as net from "node:net"
 import process from "node:process"
@@ -21,7 +22,7 @@ const encoder = new TextEncoder()
 // noDelay: replies are small and requests may be pipelined; with Nagle on, a reply can wait for the client's ACK.
 const server = net.createServer({ noDelay: true }, (socket) => {
   const decoder = new TextDecoder()
-  socket.on("data", (chunk: Buffer) => {
+  socket.on("data", (chunk) => {
     const text = decoder.decode(chunk, { stream: true })
     if (text.length === 0) return
     if (!socket.write(encoder.encode(text.toUpperCase()))) socket.pause()
@@ -37,7 +38,7 @@ server.on("error", (error) => {
 })
 
 server.listen(Number(values.port), values.host, () => {
-  const address = server.address() as net.AddressInfo
+  const address = server.address()
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address
   process.stdout.write(`ready tcp ${host}:${address.port}\n`)
 })

@@ -1,0 +1,69 @@
+#!/usr/bin/env node
+// scripts/bin.mjs: the `caps` executable, copied to dist/caps.mjs by scripts/bundle.mjs (package.json "bin"); it
+// runs from there, beside the bundled program it loads.
+//
+// It compiles caps.bundle.cjs with V8's code cache of an earlier run of the same command, made when that run
+// ended: the cache then holds every function the command ran, where Node's and Deno's own caches hold only what
+// was compiled before the program started (the top level), so a start compiles next to nothing. One cache file
+// per command and runtime version; V8 rejects a file that does not match the bundle or the runtime, and it is then
+// made again. Where the caches are:
+//   - Node: $XDG_CACHE_HOME/caps (~/.cache/caps), written by the first run of a command (or the build's warm-up).
+//   - Deno: node_modules/.cache/caps of the checkout, inside what `--allow-read=.` lets it read. The README's
+//     command may not write, so the build (scripts/bundle.mjs) makes them; Deno writes one only if allowed to.
+// Deno without read access cannot load a file this way and imports caps.bundle.mjs, the same program as ESM.
+
+const deno = globalThis.Deno
+const granted = (descriptor) => deno.permissions.querySync(descriptor).state === "granted"
+
+if (deno !== undefined && !granted({ name: "read", path: import.meta.dirname })) {
+  await import("./caps.bundle.mjs")
+} else {
+  const fs = process.getBuiltinModule("node:fs")
+  const path = process.getBuiltinModule("node:path")
+  const vm = process.getBuiltinModule("node:vm")
+  const { createRequire, wrap } = process.getBuiltinModule("node:module")
+  const bundle = path.join(import.meta.dirname, "caps.bundle.cjs")
+  const cacheDir = deno !== undefined
+    ? path.join(import.meta.dirname, "..", "node_modules", ".cache", "caps")
+    : path.join(
+      process.env.XDG_CACHE_HOME || path.join(process.getBuiltinModule("node:os").homedir(), ".cache"),
+      "caps",
+    )
+  const command = /^[a-z][a-z-]*$/.test(process.argv[2] ?? "") ? process.argv[2] : "other"
+  const runtime = deno !== undefined ? `deno${deno.version.deno}` : `node${process.versions.node}`
+  let key = 5381
+  for (const char of bundle) key = (key * 33 + char.charCodeAt(0)) >>> 0
+  const cacheFile = path.join(cacheDir, `${command}-${runtime}-${key.toString(36)}.v8`)
+  const mayRead = deno === undefined || granted({ name: "read", path: cacheDir })
+  const mayWrite = deno === undefined || granted({ name: "write", path: cacheDir })
+  let cachedData
+  try {
+    if (mayRead) cachedData = fs.readFileSync(cacheFile)
+  } catch {
+    // Not made yet.
+  }
+  const script = new vm.Script(wrap(fs.readFileSync(bundle, "utf8")), {
+    filename: bundle,
+    cachedData,
+    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+  })
+  if (mayWrite && (cachedData === undefined || script.cachedDataRejected)) {
+    process.once("exit", () => {
+      try {
+        fs.mkdirSync(cacheDir, { recursive: true })
+        fs.writeFileSync(`${cacheFile}.${process.pid}`, script.createCachedData())
+        fs.renameSync(`${cacheFile}.${process.pid}`, cacheFile)
+        // Caches of bundles that are gone (a rebuilt checkout, a removed install) are not read again: a month
+        // unused, they go.
+        for (const name of fs.readdirSync(cacheDir)) {
+          const file = path.join(cacheDir, name)
+          if (name.endsWith(".v8") && Date.now() - fs.statSync(file).atimeMs > 30 * 86_400_000) fs.rmSync(file)
+        }
+      } catch {
+        // A cache that cannot be written only costs the next start its compile time.
+      }
+    })
+  }
+  const module = { exports: {} }
+  script.runInThisContext()(module.exports, createRequire(bundle), module, bundle, import.meta.dirname)
+}

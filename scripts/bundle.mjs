@@ -1,0 +1,326 @@
+// scripts/bundle.mjs: builds dist/caps.mjs, the whole caps program in one bundled file, and says whether the
+// bundle on disk was built from the sources as they are now.
+//
+//   node scripts/bundle.mjs              build (npm run build:bundle; deno task build runs it on Deno)
+//   node scripts/bundle.mjs --if-stale   build only if src/ (or the dependencies) changed since the last build:
+//                                        npm's `prepare`, so `npm ci` in a clone leaves a bundle ready
+//   node scripts/bundle.mjs --no-warm    build without the warm-up below (scripts/caps.mjs after an edit)
+//
+// It reports on stderr: stdout is npm's, e.g. `npm pack --json` runs it (prepare, prepack) and prints JSON there.
+//
+// Why a bundle: `node src/main.ts` loads some 400 modules (Effect, the platform, caps) and strips the types of
+// caps's own; one bundled file starts several times faster and with half the memory. The output, in dist/:
+//   caps.bundle.cjs   the program (src/main.ts and everything it imports), minified, as CommonJS for node:vm
+//   caps.bundle.mjs   the same as ESM, for Deno without read access
+//   caps.mjs          the `caps` executable, scripts/bin.mjs: loads caps.bundle.cjs with V8's code cache of an
+//                     earlier run of the same command (see there)
+//   caps.inputs.json  what it was built from: the size and modification time of every file under src/, of the
+//                     build's own scripts and of the lockfiles; isFresh() compares them with the files on disk
+// Then the warm-up runs each command once on the pinned Node and Deno, against servers of its own on loopback, so
+// the code caches exist before a user's first start (Deno's README command may not write its own).
+//
+// Two patches to dependencies make start-up cheaper without changing behaviour (each is reported if it no longer
+// applies, and the build goes on without it):
+//   - effect/cli/CliOutput builds an Intl.Segmenter when it is loaded (about 17 ms: ICU's break rules), used only
+//     to measure text in help pages: it is built on first use instead.
+//   - @effect/platform-node-shared's NodeSocket and NodeSocketServer import node:tls (with node:crypto, about
+//     10 ms on Node and 30 ms on Deno) for TLS connections caps never makes: loaded on first use instead.
+//
+// The freshness check is used by scripts/caps.mjs on every start, so this module imports nothing at load time
+// (rolldown and node:fs only inside build()): it reads files with Node's fs on Node and with Deno's own API on
+// Deno, where loading node:fs costs tens of milliseconds.
+
+const isDeno = "Deno" in globalThis
+const io = isDeno
+  ? {
+    list: (dir) => [...globalThis.Deno.readDirSync(dir)].map((entry) => [entry.name, entry.isDirectory]),
+    stat: (file) => {
+      const stat = globalThis.Deno.statSync(file)
+      return [stat.size, stat.mtime?.getTime() ?? 0]
+    },
+    read: (file) => globalThis.Deno.readTextFileSync(file),
+  }
+  : (() => {
+    const fs = process.getBuiltinModule("node:fs")
+    return {
+      list: (dir) => fs.readdirSync(dir, { withFileTypes: true }).map((entry) => [entry.name, entry.isDirectory()]),
+      stat: (file) => {
+        const stat = fs.statSync(file)
+        return [stat.size, Math.floor(stat.mtimeMs)]
+      },
+      read: (file) => fs.readFileSync(file, "utf8"),
+    }
+  })()
+
+export const ROOT = import.meta.dirname.replace(/[\\/]scripts$/, "")
+/** This script. */
+export const SCRIPT = import.meta.filename
+export const DIST = `${ROOT}/dist`
+/** The bundled program: CommonJS for node:vm and its code cache (see scripts/bin.mjs), ESM for Deno without it. */
+export const BUNDLE = `${DIST}/caps.bundle.cjs`
+export const BUNDLE_ESM = `${DIST}/caps.bundle.mjs`
+/** The executable (package.json "bin"). */
+export const ENTRY = `${DIST}/caps.mjs`
+const INPUTS = `${DIST}/caps.inputs.json`
+
+/** Files whose change makes the bundle stale, relative to ROOT, beside everything under src/. */
+const EXTRA_INPUTS = ["scripts/bundle.mjs", "scripts/bin.mjs", "package-lock.json", "node_modules/.package-lock.json"]
+
+function filesUnder(dir) {
+  const out = []
+  let entries
+  try {
+    entries = io.list(`${ROOT}/${dir}`)
+  } catch {
+    return out
+  }
+  for (const [name, isDirectory] of entries) {
+    const relative = `${dir}/${name}`
+    if (isDirectory) out.push(...filesUnder(relative))
+    else out.push(relative)
+  }
+  return out
+}
+
+/**
+ * The state of the bundle's inputs: for each file, its size and modification time in whole milliseconds
+ * (what Node and Deno both report), or null when it does not exist. Any edit changes one or the other.
+ */
+export function inputsState() {
+  const state = {}
+  for (const file of [...filesUnder("src").sort(), ...EXTRA_INPUTS]) {
+    try {
+      state[file] = io.stat(`${ROOT}/${file}`)
+    } catch {
+      state[file] = null
+    }
+  }
+  return state
+}
+
+/** Whether dist/ holds a bundle built from the inputs as they are now. */
+export function isFresh() {
+  let recorded
+  try {
+    recorded = JSON.parse(io.read(INPUTS))
+    for (const file of [BUNDLE, BUNDLE_ESM, ENTRY]) io.stat(file)
+  } catch {
+    return false
+  }
+  const current = inputsState()
+  const keys = Object.keys(current)
+  if (keys.length !== Object.keys(recorded).length) return false
+  return keys.every((key) => JSON.stringify(current[key]) === JSON.stringify(recorded[key]))
+}
+
+const PATCHES = [
+  {
+    what: "effect/cli/CliOutput: Intl.Segmenter built on first use",
+    file: /[\\/]effect[\\/]dist[\\/]cli[\\/]CliOutput\.js$/,
+    from:
+      /const graphemeSegmenter = \/\*#__PURE__\*\/new Intl\.Segmenter\(undefined, \{\s*granularity: "grapheme"\s*\}\);/,
+    to: "let graphemeSegmenterInstance;\n" +
+      "const graphemeSegmenter = { segment: (text) => (graphemeSegmenterInstance ??= " +
+      'new Intl.Segmenter(undefined, { granularity: "grapheme" })).segment(text) };',
+  },
+  {
+    what: "NodeSocket: node:tls loaded on first use",
+    file: /[\\/]platform-node-shared[\\/]dist[\\/]NodeSocket\.js$/,
+    from: /import \* as Tls from "node:tls";/,
+    to: 'const Tls = new Proxy({}, { get: (_, key) => process.getBuiltinModule("node:tls")[key] });',
+  },
+  {
+    what: "NodeSocketServer: node:tls loaded on first use",
+    file: /[\\/]platform-node-shared[\\/]dist[\\/]NodeSocketServer\.js$/,
+    from: /import \* as Tls from "node:tls";/,
+    to: 'const Tls = new Proxy({}, { get: (_, key) => process.getBuiltinModule("node:tls")[key] });',
+  },
+]
+
+// Reports, for each patch, whether its file was in the bundle and whether the patch applied to it.
+function startupPatches(seen, applied) {
+  return {
+    name: "caps-startup-patches",
+    transform(code, id) {
+      let out = code
+      for (const patch of PATCHES) {
+        if (!patch.file.test(id)) continue
+        seen.add(patch.what)
+        if (patch.from.test(out)) {
+          out = out.replace(patch.from, patch.to)
+          applied.add(patch.what)
+        }
+      }
+      return out === code ? null : { code: out, map: null }
+    },
+  }
+}
+
+function writeAtomically(file, contents) {
+  const fs = process.getBuiltinModule("node:fs")
+  const temporary = `${file}.${process.pid}.tmp`
+  fs.writeFileSync(temporary, contents)
+  fs.renameSync(temporary, file)
+}
+
+/**
+ * Builds the bundle. Every file is written to a temporary name and renamed into place, and the inputs last,
+ * so a process starting meanwhile (or a second build at the same time) sees either the old bundle or the new.
+ */
+export async function build({ quiet = false, warmUp = true } = {}) {
+  const fs = process.getBuiltinModule("node:fs")
+  const path = process.getBuiltinModule("node:path")
+  const started = performance.now()
+  // The inputs as they were before reading them: an edit during the build makes the next start rebuild.
+  const inputs = inputsState()
+  const { rolldown } = await import("rolldown")
+  const seen = new Set()
+  const applied = new Set()
+  const bundle = await rolldown({
+    input: path.join(ROOT, "src", "main.ts"),
+    cwd: ROOT,
+    platform: "node",
+    logLevel: "warn",
+    // effect's ConfigProvider reads import.meta.env (Vite's); in CommonJS it is undefined, as on Node and Deno.
+    checks: { emptyImportMeta: false },
+    plugins: [startupPatches(seen, applied)],
+  })
+  const generate = async (format) => {
+    const output = await bundle.generate({ format, minify: true, codeSplitting: false, comments: false })
+    const chunks = output.output.filter((item) => item.type === "chunk")
+    if (chunks.length !== 1) throw new Error(`expected one chunk, rolldown made ${chunks.length}`)
+    return chunks[0].code
+  }
+  // src/main.ts's #! line would be a syntax error inside the CommonJS wrapper.
+  const cjs = (await generate("cjs")).replace(/^#!/, "//")
+  const esm = await generate("esm")
+  await bundle.close()
+  for (const patch of PATCHES) {
+    if (seen.has(patch.what) && !applied.has(patch.what)) {
+      console.warn(`bundle: a start-up patch no longer applies, built without it: ${patch.what}`)
+    }
+  }
+  fs.mkdirSync(DIST, { recursive: true })
+  writeAtomically(BUNDLE, cjs)
+  writeAtomically(BUNDLE_ESM, esm)
+  writeAtomically(ENTRY, fs.readFileSync(`${ROOT}/scripts/bin.mjs`, "utf8"))
+  fs.chmodSync(ENTRY, 0o755)
+  writeAtomically(INPUTS, JSON.stringify(inputs, null, 1) + "\n")
+  const size = (fs.statSync(BUNDLE).size / 1024).toFixed(0)
+  const built = performance.now()
+  if (!quiet) {
+    const ms = (built - started).toFixed(0)
+    console.error(`bundle: ${path.relative(process.cwd(), ENTRY)} + caps.bundle.{cjs,mjs} (${size} KiB) in ${ms} ms`)
+  }
+  if (warmUp) {
+    const warmed = await warm()
+    if (!quiet) {
+      console.error(`bundle: code caches for ${warmed.join(", ")} in ${(performance.now() - built).toFixed(0)} ms`)
+    }
+  }
+}
+
+/** The runtimes that can warm the caches: the pinned Node and Deno, or else the one running this build. */
+function warmRuntimes() {
+  const fs = process.getBuiltinModule("node:fs")
+  const runtimes = []
+  const pinnedNode = `${ROOT}/node_modules/.bin/node`
+  const pinnedDeno = `${ROOT}/node_modules/.bin/deno`
+  if (fs.existsSync(pinnedNode)) runtimes.push(["node", [pinnedNode]])
+  else if (!isDeno) runtimes.push(["node", [process.execPath]])
+  const deno = fs.existsSync(pinnedDeno) ? pinnedDeno : isDeno ? globalThis.Deno.execPath() : null
+  if (deno !== null) runtimes.push(["deno", [deno, "run", "-A"]])
+  return runtimes
+}
+
+/**
+ * Runs every command once on each runtime, as dist/caps.mjs, so that each leaves its code cache behind: the
+ * clients and --version against small uppercasing servers of this process, the servers until they answer one
+ * request each, then SIGTERM. A failure only costs the first start its compile time, so it is reported, not fatal.
+ */
+async function warm() {
+  const net = process.getBuiltinModule("node:net")
+  const dgram = process.getBuiltinModule("node:dgram")
+  const { spawn } = process.getBuiltinModule("node:child_process")
+  const host = "127.0.0.1"
+  const tcp = net.createServer((socket) => {
+    socket.on("data", (data) => socket.write(data.toString("utf8").toUpperCase())).on("error", () => socket.destroy())
+  })
+  await new Promise((resolve) => tcp.listen(0, host, resolve))
+  const udp = dgram.createSocket("udp4")
+  udp.on("message", (message, peer) => udp.send(message.toString("utf8").toUpperCase(), peer.port, peer.address))
+  await new Promise((resolve) => udp.bind(0, host, resolve))
+  const ports = { tcp: String(tcp.address().port), udp: String(udp.address().port) }
+
+  const run = (argv, onLine) =>
+    new Promise((resolve) => {
+      const child = spawn(argv[0], argv.slice(1), {
+        cwd: ROOT,
+        stdio: ["ignore", "pipe", "ignore"],
+        env: { ...process.env, DENO_NO_PROMPT: "1", DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+      })
+      const timer = setTimeout(() => child.kill("SIGKILL"), 30_000)
+      let buffered = ""
+      child.stdout.setEncoding("utf8").on("data", (text) => {
+        buffered += text
+        const lines = buffered.split("\n")
+        buffered = lines.pop()
+        for (const line of lines) onLine?.(line, child)
+      })
+      child.on("close", (code) => {
+        clearTimeout(timer)
+        resolve(code)
+      })
+    })
+  // A server's ready line names its address: one request there, then the end of the server.
+  const serveOnce = (expected) => {
+    let answered = 0
+    return (line, child) => {
+      const match = /ready on .*:(\d+)\/(udp|tcp)\b/.exec(line)
+      if (match === null) return
+      const done = () => ++answered === expected && child.kill("SIGTERM")
+      if (match[2] === "udp") {
+        const socket = dgram.createSocket("udp4")
+        socket.on("message", () => socket.close(done))
+        socket.send("warm", Number(match[1]), host)
+      } else {
+        const socket = net.connect(Number(match[1]), host, () => socket.write("warm\n"))
+        socket.on("data", () => socket.end(done)).on("error", done)
+      }
+    }
+  }
+  const warmed = []
+  try {
+    for (const [name, prefix] of warmRuntimes()) {
+      const caps = [...prefix, ENTRY]
+      const codes = [
+        await run([...caps, "udp-client", "-m", "warm", "--host", host, "--port", ports.udp]),
+        await run([...caps, "tcp-client", "-m", "warm", "--host", host, "--port", ports.tcp]),
+        await run([...caps, "--version"]),
+        await run([...caps, "udp-server", "--host", host, "--port", "0"], serveOnce(1)),
+        await run([...caps, "tcp-server", "--host", host, "--port", "0"], serveOnce(1)),
+        await run([...caps, "serve", "--host", host, "--port", "0"], serveOnce(2)),
+      ]
+      if (codes.every((code) => code === 0)) warmed.push(name)
+      else console.warn(`bundle: warming the code caches on ${name} failed (exit codes ${codes.join(", ")})`)
+    }
+  } finally {
+    tcp.close()
+    udp.close()
+  }
+  return warmed
+}
+
+// Run as a script, not imported by scripts/caps.mjs. Node 20 (CI's) has no import.meta.main; on Deno, touching
+// `process` at all would load Deno's Node compatibility layer, tens of milliseconds at every start.
+const isMain = isDeno
+  ? import.meta.main
+  : process.argv[1] !== undefined && process.getBuiltinModule("node:path").resolve(process.argv[1]) === SCRIPT
+if (isMain) {
+  const ifStale = process.argv.includes("--if-stale")
+  if (ifStale && isFresh()) {
+    console.error("bundle: dist/caps.mjs is up to date")
+  } else {
+    await build({ warmUp: !process.argv.includes("--no-warm") })
+  }
+}
