@@ -79,7 +79,7 @@ const firstProblem = (
     case "Pointer":
       return firstProblem(issue.issue, [...path, ...issue.path])
     case "Composite":
-      return issue.issues.length > 0 ? firstProblem(issue.issues[0], path) : [path, formatIssue(issue)]
+      return firstProblem(issue.issues[0], path)
     default:
       return [path, formatIssue(issue).split("\n")[0]]
   }
