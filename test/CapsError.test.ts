@@ -125,6 +125,17 @@ describe("CapsError.socketCause", () => {
   })
 })
 
+describe("CapsError fields", () => {
+  it("are checked when an error is made: an endpoint must have a host, a numeric port and a transport", () => {
+    const made = (endpoint: unknown) => () => new CapsError.ConnectionRefused({ endpoint } as never)
+    assert.doesNotThrow(made({ host: "::1", port: 1, transport: "tcp" }))
+    assert.throws(made({ host: "::1", port: "1", transport: "tcp" }))
+    assert.throws(made({ host: 1, port: 1, transport: "tcp" }))
+    assert.throws(made({ host: "::1", port: 1, transport: "sctp" }))
+    assert.throws(made({ host: "::1", port: 1 }))
+  })
+})
+
 describe("CapsError messages", () => {
   it("name what failed and where, one line each", () => {
     const cases: Array<[CapsError.CapsError, string, string]> = [
