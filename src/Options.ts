@@ -83,7 +83,7 @@ const firstProblem = (
       // An optional field is a union with undefined: the problem is in the member that was meant.
       return issue.issues.length > 0 ? firstProblem(issue.issues[0], path) : [path, formatIssue(issue)]
     case "Composite":
-      return issue.issues.length > 0 ? firstProblem(issue.issues[0], path) : [path, formatIssue(issue)]
+      return firstProblem(issue.issues[0], path)
     default:
       return [path, formatIssue(issue).split("\n")[0]]
   }

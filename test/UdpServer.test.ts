@@ -1,15 +1,60 @@
 // The UDP server against raw loopback datagrams: it answers each sender,
-// never loses the first datagram, replaces invalid UTF-8, refuses oversized
-// datagrams without dying, and frees its port when its scope closes.
+// never loses the first datagram (nor those that arrive while it is still
+// being built), replaces invalid UTF-8, refuses oversized datagrams without
+// dying, and frees its port when its scope closes.
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
+import * as Dgram from "node:dgram"
 import * as Transform from "../src/Transform.ts"
 import * as UdpServer from "../src/UdpServer.ts"
 import { statsOf, withUdpServer } from "./support/Servers.ts"
-import { openSockets, socketsBackTo, udpExchange } from "./support/Sockets.ts"
+import { openSockets, socketsBackTo, udpExchange, waitUntil } from "./support/Sockets.ts"
 
 const exchange = (port: number, payload: Uint8Array | string, options?: Parameters<typeof udpExchange>[2]) =>
   Effect.promise(() => udpExchange(port, payload, options))
+
+/** A client socket on 127.0.0.1 that records the replies it gets; closed with the scope. */
+const recordingClient = Effect.acquireRelease(
+  Effect.promise(() =>
+    new Promise<{ readonly socket: Dgram.Socket; readonly replies: Array<string> }>((resolve) => {
+      const socket = Dgram.createSocket("udp4")
+      const replies: Array<string> = []
+      socket.on("message", (message) => replies.push(message.toString()))
+      socket.bind({ address: "127.0.0.1", port: 0 }, () => resolve({ socket, replies }))
+    })
+  ),
+  ({ socket }) => Effect.sync(() => socket.close()),
+)
+
+/**
+ * Makes the next UDP socket to be bound receive `payloads` (sent by `client`) after it is bound but
+ * before it announces it: its 'listening' event, which runs the binder's callback, is held back until
+ * the socket has emitted a 'message' for every payload. Whoever bound it thus gets them before it can
+ * have started serving, deterministically. Undone when the scope closes.
+ */
+const deliverBeforeListening = (client: Dgram.Socket, payloads: ReadonlyArray<string>) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      type Emit = (this: Dgram.Socket, event: string | symbol, ...args: Array<unknown>) => boolean
+      const original = Dgram.Socket.prototype.emit
+      const emit = original as Emit
+      let delivered = 0
+      const holdingBack: Emit = function (event, ...args) {
+        if (event !== "listening") return emit.call(this, event, ...args)
+        Dgram.Socket.prototype.emit = original // one socket only
+        this.on("message", function counted(this: Dgram.Socket) {
+          if (++delivered < payloads.length) return
+          this.off("message", counted)
+          setImmediate(() => emit.call(this, "listening"))
+        })
+        for (const payload of payloads) client.send(payload, this.address().port, "127.0.0.1")
+        return true
+      }
+      Dgram.Socket.prototype.emit = holdingBack as typeof original
+      return { original, delivered: () => delivered }
+    }),
+    ({ original }) => Effect.sync(() => (Dgram.Socket.prototype.emit = original)),
+  )
 
 describe("UdpServer", () => {
   it.live("answers each datagram with the upper-cased sentence, to its own sender", () =>
@@ -33,6 +78,26 @@ describe("UdpServer", () => {
         assert.strictEqual(reply.toString(), "FIRST")
       })
     ))
+
+  it.live("answers every datagram that arrived after binding but before serving began, each to its sender", () =>
+    Effect.gen(function* () {
+      const client = yield* recordingClient
+      const early = ["held one", "held two", "held three"]
+      const held = yield* deliverBeforeListening(client.socket, early)
+      const server = yield* UdpServer.make({ host: "127.0.0.1", port: 0 }).pipe(
+        Effect.provide(Transform.layer(Transform.upper)),
+      )
+      // The three were received while the server was still binding: none of them could be served yet.
+      assert.strictEqual(held.delivered(), early.length)
+      yield* Effect.promise(() =>
+        waitUntil(() => client.replies.length === early.length, 2000, "a reply to each datagram held").catch(() => {
+          throw new Error(`held datagrams unanswered: got ${JSON.stringify(client.replies)}`)
+        })
+      )
+      assert.deepStrictEqual([...client.replies].sort(), ["HELD ONE", "HELD THREE", "HELD TWO"])
+      assert.deepStrictEqual([statsOf(server).received, statsOf(server).answered], [3, 3])
+      assert.strictEqual((yield* exchange(server.address.port, "after")).toString(), "AFTER")
+    }).pipe(Effect.scoped))
 
   it.live("replaces invalid UTF-8 with U+FFFD, answers, and keeps serving [failure: invalid-utf8]", () =>
     withUdpServer((server) =>

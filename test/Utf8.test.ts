@@ -1,6 +1,7 @@
 // Decoding proves: split characters survive any read boundary, invalid bytes
 // become U+FFFD and are counted, and a literal U+FFFD is not counted as invalid.
 import { assert, describe, it } from "@effect/vitest"
+import { Buffer } from "node:buffer"
 import * as Utf8 from "../src/Utf8.ts"
 
 const encode = (s: string) => new TextEncoder().encode(s)
@@ -54,6 +55,68 @@ describe("Utf8", () => {
     assert.isTrue(decoder.atBoundary)
     assert.strictEqual(decoder.decode(encode("cd")), "cd")
     assert.strictEqual(Utf8.decodeWhole(encode("plain")).text, "plain")
+  })
+
+  it("counts a real U+FFFD apart from invalid bytes next to it, however they are mixed", () => {
+    const cases: Array<[string, Array<number>, number]> = [
+      ["a real U+FFFD and an invalid byte", [0xef, 0xbf, 0xbd, 0xff], 1],
+      ["two lone continuation bytes BF BD (the tail of U+FFFD without its lead)", [0x61, 0xbf, 0xbd], 2],
+      ["the lead of U+FFFD, then no continuation", [0xef, 0x41, 0xbd], 2],
+      ["the first two bytes of U+FFFD, then ASCII", [0xef, 0xbf, 0x41], 1],
+      ["the lead of U+FFFD, then ASCII", [0xef, 0x41, 0x42], 1],
+      ["ASCII, then a lone BD", [0x61, 0x62, 0xbd], 1],
+      ["U+FFFD cut short at the very end", [0x61, 0xef, 0xbf], 1],
+    ]
+    for (const [what, bytes, malformed] of cases) {
+      assert.strictEqual(Utf8.decodeWhole(new Uint8Array(bytes)).malformed, malformed, what)
+      const decoder = new Utf8.StreamDecoder()
+      decoder.decode(new Uint8Array(bytes))
+      decoder.end()
+      assert.strictEqual(decoder.malformed, malformed, `${what}, streamed`)
+    }
+  })
+
+  it("counts invalid bytes met mid-stream, adding up over reads", () => {
+    const decoder = new Utf8.StreamDecoder()
+    assert.strictEqual(decoder.decode(new Uint8Array([0x61, 0xff])), "a\uFFFD")
+    assert.strictEqual(decoder.malformed, 1)
+    assert.strictEqual(decoder.decode(new Uint8Array([0xfe, 0x62, 0xff])), "\uFFFDb\uFFFD")
+    assert.strictEqual(decoder.malformed, 3)
+    assert.strictEqual(decoder.end(), "")
+    assert.strictEqual(decoder.malformed, 3)
+  })
+
+  it("knows it is mid-character after the first byte of a two-byte character, so ASCII next is not bypassed", () => {
+    const decoder = new Utf8.StreamDecoder()
+    assert.strictEqual(decoder.decode(new Uint8Array([0x61, 0xc3])), "a")
+    assert.isFalse(decoder.atBoundary)
+    assert.strictEqual(decoder.decode(encode("b")), "\uFFFDb")
+    assert.strictEqual(decoder.malformed, 1)
+    const whole = new Utf8.StreamDecoder()
+    assert.strictEqual(whole.decode(new Uint8Array([0xc3])) + whole.decode(new Uint8Array([0xa9])), "é")
+    assert.isTrue(whole.atBoundary)
+  })
+
+  it("holds nothing back after a byte that can never start a character (F8..FF)", () => {
+    for (const lead of [0xf8, 0xfc, 0xff]) {
+      const decoder = new Utf8.StreamDecoder()
+      assert.strictEqual(decoder.decode(new Uint8Array([0x61, lead])), "a\uFFFD")
+      assert.isTrue(decoder.atBoundary, lead.toString(16))
+    }
+  })
+
+  it("keeps a byte order mark as text (U+FEFF), in a datagram and at the start of a stream", () => {
+    const bom = new Uint8Array([0xef, 0xbb, 0xbf, 0x61])
+    assert.deepStrictEqual(Utf8.decodeWhole(bom), { text: "\uFEFFa", malformed: 0 })
+    const decoder = new Utf8.StreamDecoder()
+    assert.strictEqual(decoder.decode(bom), "\uFEFFa")
+  })
+
+  it("decodes a Buffer, and a view into the middle of a larger buffer, by its own bytes only", () => {
+    const backing = encode("xxABCxx")
+    assert.strictEqual(Utf8.decodeWhole(backing.subarray(2, 5)).text, "ABC")
+    assert.strictEqual(Utf8.decodeWhole(Buffer.from("plain")).text, "plain")
+    assert.strictEqual(new Utf8.StreamDecoder().decode(backing.subarray(2, 5)), "ABC")
   })
 
   it("tells ASCII from non-ASCII bytes", () => {
