@@ -105,7 +105,7 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
   const wanted = Endpoint.make(options.host, options.port, "tcp")
   const tls = options.tls
   // Not half-open during the handshake: a client that closes then would hold its socket until the handshake
-  // timeout. Each TLS socket is made half-open once secure (`ready`).
+  // timeout. Each TLS socket is made half-open once secure.
   const tlsServer = tls === undefined ? undefined : NodeTls.createServer({
     noDelay: true,
     handshakeTimeout: tls.handshakeTimeoutMillis,
@@ -136,7 +136,6 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
   const peers = new WeakMap<Net.Socket, Endpoint.Endpoint>()
   let onHandshakeFailure = (_error: Error, _peer: Endpoint.Endpoint) => {}
   const ready = (conn: Net.Socket) => {
-    conn.allowHalfOpen = true
     // Deno's node:net stops emitting `readable` after an explicit pause; its sockets start non-flowing anyway.
     if (!isDeno) conn.pause()
     onConnection(conn)
@@ -154,7 +153,10 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
     else peers.set(conn, peerOf(conn))
   })
   if (tlsServer !== undefined) {
-    tlsServer.on("secureConnection", ready)
+    tlsServer.on("secureConnection", (conn: NodeTls.TLSSocket) => {
+      conn.allowHalfOpen = true
+      ready(conn)
+    })
     tlsServer.on("tlsClientError", (error: Error, conn: NodeTls.TLSSocket) => {
       // A TLS socket whose handshake failed may know no peer address any more (Deno's never knew it): the TCP
       // socket under it (`_parent`, on both runtimes) was asked when it was accepted.
