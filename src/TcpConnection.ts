@@ -69,6 +69,9 @@ export interface Outcome {
   readonly malformed: number
 }
 
+// How long a draining connection that owes nothing waits for bytes already on their way to it.
+const DRAIN_QUIET_MILLIS = 50
+
 // Replies waiting behind a transform effect before reading pauses.
 const MAX_QUEUED_REPLIES = 1024
 
@@ -85,6 +88,7 @@ class Served {
   #reported = false
   #writing = false
   #draining = false
+  #quiet: ReturnType<typeof setTimeout> | undefined
   #peerEnded = false
   #finished = false
   #active = false
@@ -161,10 +165,10 @@ class Served {
 
   readonly drain = (): void => {
     this.#draining = true
-    // Bytes that reached the socket before the shutdown began are still answered: they are read in the
-    // event loop's next poll phase, which a timer followed by an immediate is sure to include (on Node the
-    // timer alone may run before it; on Deno an immediate alone does).
-    setTimeout(() => setImmediate(() => this.#endIfDone()), 0)
+    // Bytes that reached the socket before the shutdown began are still answered. They are read in a later
+    // poll phase of the event loop, and a loaded Deno can take a few of those to deliver them: the connection
+    // ends after a short quiet spell (an immediate after the timer, so that a poll phase lies in between).
+    this.#quiet = setTimeout(() => setImmediate(() => this.#endIfDone()), DRAIN_QUIET_MILLIS)
   }
 
   readonly sweep = (nowMillis: number): void => {
@@ -190,6 +194,7 @@ class Served {
   }
 
   detach(): void {
+    clearTimeout(this.#quiet)
     const conn = this.conn
     conn.off("data", this.onData)
     conn.off("drain", this.onDrain)
