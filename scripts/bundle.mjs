@@ -272,10 +272,12 @@ async function warm() {
         resolve(code)
       })
     })
-  // A server's ready line names its address: one request there, then the end of the server.
-  const serveOnce = (expected) => {
+  // A server's ready line names its address: one request there, then the end of the server. It counts as warmed
+  // once it has answered: its code cache is written as it exits (how that exit is reported varies: Deno's
+  // child_process, when the build runs on Deno, reports a signal).
+  const serveOnce = async (argv, expected) => {
     let answered = 0
-    return (line, child) => {
+    await run(argv, (line, child) => {
       const match = /ready on .*:(\d+)\/(udp|tcp)\b/.exec(line)
       if (match === null) return
       const done = () => ++answered === expected && child.kill("SIGTERM")
@@ -285,24 +287,26 @@ async function warm() {
         socket.send("warm", Number(match[1]), host)
       } else {
         const socket = net.connect(Number(match[1]), host, () => socket.write("warm\n"))
-        socket.on("data", () => socket.end(done)).on("error", done)
+        socket.on("data", () => socket.end(done)).on("error", () => socket.destroy())
       }
-    }
+    })
+    return answered === expected
   }
   const warmed = []
   try {
     for (const [name, prefix] of warmRuntimes()) {
       const caps = [...prefix, ENTRY]
-      const codes = [
-        await run([...caps, "udp-client", "-m", "warm", "--host", host, "--port", ports.udp]),
-        await run([...caps, "tcp-client", "-m", "warm", "--host", host, "--port", ports.tcp]),
-        await run([...caps, "--version"]),
-        await run([...caps, "udp-server", "--host", host, "--port", "0"], serveOnce(1)),
-        await run([...caps, "tcp-server", "--host", host, "--port", "0"], serveOnce(1)),
-        await run([...caps, "serve", "--host", host, "--port", "0"], serveOnce(2)),
-      ]
-      if (codes.every((code) => code === 0)) warmed.push(name)
-      else console.warn(`bundle: warming the code caches on ${name} failed (exit codes ${codes.join(", ")})`)
+      const steps = {
+        "udp-client": (await run([...caps, "udp-client", "-m", "warm", "--host", host, "--port", ports.udp])) === 0,
+        "tcp-client": (await run([...caps, "tcp-client", "-m", "warm", "--host", host, "--port", ports.tcp])) === 0,
+        "--version": (await run([...caps, "--version"])) === 0,
+        "udp-server": await serveOnce([...caps, "udp-server", "--host", host, "--port", "0"], 1),
+        "tcp-server": await serveOnce([...caps, "tcp-server", "--host", host, "--port", "0"], 1),
+        "serve": await serveOnce([...caps, "serve", "--host", host, "--port", "0"], 2),
+      }
+      const failed = Object.keys(steps).filter((step) => !steps[step])
+      if (failed.length === 0) warmed.push(name)
+      else console.warn(`bundle: warming the code caches on ${name} failed for ${failed.join(", ")}`)
     }
   } finally {
     tcp.close()
