@@ -20,6 +20,8 @@
 //   `output` for one runtime only; ` job N` for a background program) is what
 //   must be printed. In it, `<n>` stands for any number, `<time>` for a log
 //   line's time of day, and `<…>` for any text on that line.
+// - On Deno the catalogue's ports (12100 to 12999) are 1000 higher, in the
+//   commands and the outputs alike (see `onThisRuntime`).
 // - `<!-- not run: why -->` on the line before a ```sh block says why the
 //   harness does not run it (it installs packages, or it is the test suite).
 import * as ChildProcess from "node:child_process"
@@ -186,7 +188,10 @@ export const runBlock = (block: Block, timeoutMs = 60_000): Printed => {
   const jobs = Fs.mkdtempSync(Path.join(Os.tmpdir(), "caps-jobs-"))
   const bin = capsBin()
   try {
-    const result = ChildProcess.spawnSync("bash", ["-c", harnessScript(block, jobs)], {
+    const result = ChildProcess.spawnSync("bash", [
+      "-c",
+      harnessScript({ ...block, script: onThisRuntime(block.script) }, jobs),
+    ], {
       cwd: projectRoot,
       encoding: "utf8",
       timeout: timeoutMs,
@@ -226,6 +231,16 @@ export const matches = (expected: string, actual: string): boolean => {
   return new RegExp(`^${pattern}$`).test(actual.replace(/^\n+/, ""))
 }
 
-/** The expected outputs of a block that apply on the runtime under test. */
+/**
+ * The catalogue's ports (12100 to 12999) as the runtime under test uses them: Deno's run adds 1000, in the
+ * commands and in the outputs alike. The textbook's TCP server does not set SO_REUSEADDR, and a port it has
+ * served stays in TIME_WAIT for a minute, so the two runs must not share ports.
+ */
+export const onThisRuntime = (text: string): string =>
+  isDeno ? text.replace(/\b12([1-9]\d\d)\b/g, (_, rest) => `13${rest}`) : text
+
+/** The expected outputs of a block that apply on the runtime under test, with its ports. */
 export const expectedHere = (block: Block): ReadonlyArray<Expected> =>
-  block.expected.filter((e) => e.runtime === undefined || e.runtime === (isDeno ? "deno" : "node"))
+  block.expected
+    .filter((e) => e.runtime === undefined || e.runtime === (isDeno ? "deno" : "node"))
+    .map((e) => ({ ...e, text: onThisRuntime(e.text) }))
