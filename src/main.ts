@@ -115,9 +115,14 @@ if (unsupported !== undefined) {
 
 // The first SIGINT/SIGTERM interrupts the program (runMain), which shuts the servers down gracefully;
 // a second one means "now": exit without waiting for the drain.
-let signals = 0
+// One Ctrl-C can arrive twice: the terminal sends it to the whole foreground group, and `npm start` forwards
+// it to caps as well, a few milliseconds later. Only a signal that comes later than that is a second one.
+const SAME_SIGNAL_MILLIS = 100
+let firstSignalAt: number | undefined
 const onSignal = () => {
-  if (++signals > 1) process.exit(ExitCode.INTERRUPTED)
+  const now = Date.now()
+  if (firstSignalAt === undefined) firstSignalAt = now
+  else if (now - firstSignalAt > SAME_SIGNAL_MILLIS) process.exit(ExitCode.INTERRUPTED)
 }
 process.on("SIGINT", onSignal)
 process.on("SIGTERM", onSignal)
