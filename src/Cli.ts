@@ -22,10 +22,12 @@ import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as FaultProxy from "./FaultProxy.ts"
 import * as Health from "./Health.ts"
+import type * as MetricsEndpoint from "./MetricsEndpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import * as Options from "./Options.ts"
 import * as Pinger from "./Pinger.ts"
 import * as Protocol from "./Protocol.ts"
+import * as Runtime from "./Runtime.ts"
 import * as TcpClient from "./TcpClient.ts"
 import * as TcpServer from "./TcpServer.ts"
 import * as Tls from "./Tls.ts"
@@ -56,7 +58,7 @@ export const explainUsageError = (message: string, argv: ReadonlyArray<string>):
 }
 
 /** The version printed by `--version`. */
-export const VERSION = "0.1.0"
+export const VERSION = Runtime.VERSION
 
 const ServerPort = Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 }))
 const ClientPort = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 65535 }))
@@ -144,6 +146,21 @@ const serverFlags = {
   host: serverHost,
   port: port(ServerPort),
   transform,
+  metricsPort: Flag.Int("metrics-port").pipe(
+    Flag.withDescription(
+      `serve /metrics (Prometheus), /livez and /readyz over HTTP on this port; off if not given (env ${
+        envVarOf("metrics-port")
+      })`,
+    ),
+    Flag.withFallbackConfig(Config.Int(envVarOf("metrics-port"))),
+    Flag.withSchema(ServerPort),
+    Flag.optional,
+  ),
+  metricsHost: Flag.String("metrics-host").pipe(
+    Flag.withDescription(`interface of --metrics-port; default 127.0.0.1 (env ${envVarOf("metrics-host")})`),
+    Flag.withFallbackConfig(Config.String(envVarOf("metrics-host"))),
+    Flag.withDefault("127.0.0.1"),
+  ),
   drainTimeout: secondsFlag(
     "drain-timeout",
     "seconds a shutdown waits for busy TCP connections",
@@ -275,54 +292,91 @@ const readyTcp = (server: TcpServer.TcpServer["Service"], flags: ServerFlags) =>
     if (certificate !== undefined) yield* Tls.reloadOnHangup(server.reloadTls)
   })
 
-const serveForever = Effect.sync(() => {
-  shutdown.byInterruptIsSuccess = true
-}).pipe(Effect.andThen(Effect.never))
+// Serves until interrupted; `/readyz` says ready from now until the drain begins (this scope closes before the
+// servers' scopes, whose finalizers drain).
+const serveForever = (readiness: MetricsEndpoint.Readiness) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      shutdown.byInterruptIsSuccess = true
+      readiness.ready = true
+    }),
+    () =>
+      Effect.sync(() => {
+        readiness.ready = false
+      }),
+  ).pipe(Effect.andThen(Effect.never), Effect.scoped)
+
+/**
+ * Runs a server command; with --metrics-port, the operators' endpoint (MetricsEndpoint.ts, loaded only then)
+ * listens before the servers bind and closes after their drain.
+ */
+const withOperatorsEndpoint = <A, E, R>(
+  program: string,
+  flags: ServerFlags,
+  serving: (readiness: MetricsEndpoint.Readiness) => Effect.Effect<A, E, R>,
+) =>
+  Option.match(flags.metricsPort, {
+    onNone: () => serving({ ready: false }),
+    onSome: (port) =>
+      Effect.gen(function* () {
+        const endpoint = yield* Effect.promise(() => import("./MetricsEndpoint.ts"))
+        const readiness: MetricsEndpoint.Readiness = { ready: false }
+        const address = yield* endpoint.serve({ host: flags.metricsHost, port }, readiness)
+        yield* Console.log(
+          `caps ${program}: metrics on http://${Endpoint.formatHostPort(address.host, address.port)}/metrics`,
+        )
+        return yield* serving(readiness)
+      }).pipe(Effect.scoped),
+  })
 
 const udpServer = Command.make(
   "udp-server",
   { ...serverFlags, ...udpFlags },
   (flags) =>
-    Effect.gen(function* () {
-      const server = yield* UdpServer.UdpServer
-      yield* ready("udp-server", server.address, flags)
-      return yield* serveForever
-    }).pipe(Effect.provide(udpLayer(flags).pipe(Layer.provide(Transform.layer(flags.transform))))),
+    withOperatorsEndpoint("udp-server", flags, (readiness) =>
+      Effect.gen(function* () {
+        const server = yield* UdpServer.UdpServer
+        yield* ready("udp-server", server.address, flags)
+        return yield* serveForever(readiness)
+      }).pipe(Effect.provide(udpLayer(flags).pipe(Layer.provide(Transform.layer(flags.transform)))))),
 ).pipe(Command.withDescription("UDP server: answers each datagram with the transformed sentence"))
 
 const tcpServer = Command.make(
   "tcp-server",
   { ...serverFlags, ...tcpFlags },
   (flags) =>
-    Effect.gen(function* () {
-      const server = yield* TcpServer.TcpServer
-      yield* readyTcp(server, flags)
-      return yield* serveForever
-    }).pipe(Effect.scoped, Effect.provide(tcpLayer(flags).pipe(Layer.provide(Transform.layer(flags.transform))))),
+    withOperatorsEndpoint("tcp-server", flags, (readiness) =>
+      Effect.gen(function* () {
+        const server = yield* TcpServer.TcpServer
+        yield* readyTcp(server, flags)
+        return yield* serveForever(readiness)
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(tcpLayer(flags).pipe(Layer.provide(Transform.layer(flags.transform)))),
+      )),
 ).pipe(Command.withDescription("TCP server: serves many connections at once, answering the transformed stream"))
 
 const serve = Command.make(
   "serve",
   { ...serverFlags, ...udpFlags, ...tcpFlags },
   (flags) =>
-    Effect.gen(function* () {
-      const udp = yield* UdpServer.UdpServer
-      const tcp = yield* TcpServer.TcpServer
-      yield* ready("udp-server", udp.address, flags)
-      yield* readyTcp(tcp, flags)
-      return yield* serveForever
-    }).pipe(
-      Effect.scoped,
-      // With port 0 each server takes whatever port it gets; otherwise both use the same number.
-      Effect.provide(
-        Layer.mergeAll(udpLayer(flags), tcpLayer(flags)).pipe(Layer.provide(Transform.layer(flags.transform))),
-      ),
-      // The TLS files are checked before either server binds, so that a bad one leaves nothing bound.
-      (serving) =>
-        Effect.andThen(
-          Effect.flatMap(serverTls(flags), (tls) => tls === undefined ? Effect.void : Tls.loadServer(tls)),
-          serving,
-        ),
+    // The TLS files are checked before anything binds, so that a bad one leaves nothing bound.
+    Effect.andThen(
+      Effect.flatMap(serverTls(flags), (tls) => tls === undefined ? Effect.void : Tls.loadServer(tls)),
+      withOperatorsEndpoint("serve", flags, (readiness) =>
+        Effect.gen(function* () {
+          const udp = yield* UdpServer.UdpServer
+          const tcp = yield* TcpServer.TcpServer
+          yield* ready("udp-server", udp.address, flags)
+          yield* readyTcp(tcp, flags)
+          return yield* serveForever(readiness)
+        }).pipe(
+          Effect.scoped,
+          // With port 0 each server takes whatever port it gets; otherwise both use the same number.
+          Effect.provide(
+            Layer.mergeAll(udpLayer(flags), tcpLayer(flags)).pipe(Layer.provide(Transform.layer(flags.transform))),
+          ),
+        )),
     ),
 ).pipe(Command.withDescription("both servers, UDP and TCP, on the same port number"))
 
@@ -483,7 +537,7 @@ const proxy = Command.make(
         `caps proxy: ready on ${Endpoint.formatHostPort(proxy.address.host, proxy.address.port)}/udp+tcp -> ` +
           `${Endpoint.formatHostPort(proxy.target.host, proxy.target.port)}, faults: ${proxy.faults}`,
       )
-      return yield* serveForever
+      return yield* serveForever({ ready: false })
     }).pipe(
       Effect.provide(FaultProxy.layer({
         target: flags.target,

@@ -25,3 +25,15 @@ export const problem = (): string | undefined =>
     ? undefined
     : `Node ${process.versions.node} is too old; caps needs Node ${MINIMUM_NODE.join(".")} or later. ` +
       `Run it through npm (npm start, npm test), which uses the Node pinned in package.json after npm ci.`
+
+/** caps's version (package.json's). */
+export const VERSION = "0.1.0"
+
+/** Which caps runs on which runtime: the labels of `caps_build_info`. */
+export const buildLabels = (): Record<string, string> => ({
+  version: VERSION,
+  runtime: isDeno ? "deno" : "node",
+  runtime_version: isDeno
+    ? (globalThis as unknown as { Deno: { version: { deno: string } } }).Deno.version.deno
+    : process.versions.node,
+})

@@ -33,6 +33,7 @@ import type * as Net from "node:net"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import { LineFramer } from "./LineFramer.ts"
+import type * as Metrics from "./Metrics.ts"
 import type { TransformShape } from "./Transform.ts"
 import * as Utf8 from "./Utf8.ts"
 
@@ -42,6 +43,8 @@ export interface ConnectionOptions {
   readonly maxLineBytes: number
   /** Closed after this long with no bytes in either direction; `Infinity` for never. */
   readonly idleMillis: number
+  /** The server's counters, which every request updates. */
+  readonly counters: Metrics.TcpCounters
 }
 
 /**
@@ -77,12 +80,19 @@ const MAX_QUEUED_REPLIES = 1024
 
 type Reply = string | Effect.Effect<string, unknown>
 
+// A reply owed, with what the metrics need: when its request arrived (`performance.now()`, ms) and its size.
+interface Owed {
+  readonly reply: Reply
+  readonly arrived: number
+  readonly size: number
+}
+
 /** The state of one served connection; its methods are the socket's callbacks. */
 class Served {
   readonly #decoder = new Utf8.StreamDecoder()
   readonly #framer: LineFramer
   // Replies behind a running transform effect, in request order; `undefined` when none runs.
-  #queued: Array<Reply> | undefined
+  #queued: Array<Owed> | undefined
   #running: Fiber.Fiber<string, unknown> | undefined
   #malformed = 0
   #reported = false
@@ -124,10 +134,11 @@ class Served {
   }
 
   readonly onData = (chunk: Buffer): void => {
+    const arrived = performance.now()
     this.#active = true
     try {
-      if (this.transform.framing === "stream") this.#reply(this.transform.apply(this.#decoder.decode(chunk)), "")
-      else this.#replyToLines(chunk)
+      if (this.transform.framing === "stream") this.#replyToPiece(chunk, arrived)
+      else this.#replyToLines(chunk, arrived)
       this.#reportMalformed()
       this.#endIfDone()
     } catch (defect) {
@@ -145,12 +156,13 @@ class Served {
   readonly onEnd = (): void => {
     // The peer half-closed: answer what is left; our side is ended when the scope closes.
     try {
+      const arrived = performance.now()
       if (this.transform.framing === "stream") {
         const rest = this.#decoder.end()
-        if (rest.length > 0) this.#reply(this.transform.apply(rest), "")
+        if (rest.length > 0) this.#reply(this.transform.apply(rest), "", arrived, 0)
       } else {
         const last = this.#framer.end()
-        if (last !== undefined) this.#reply(this.transform.apply(this.#decodeLine(last)), "")
+        if (last !== undefined) this.#reply(this.transform.apply(this.#decodeLine(last)), "", arrived, last.length)
       }
       this.#reportMalformed()
     } catch (defect) {
@@ -211,13 +223,25 @@ class Served {
 
   #decodeLine(line: Uint8Array): string {
     const decoded = Utf8.decodeWhole(line)
-    this.#malformed += decoded.malformed
+    if (decoded.malformed > 0) {
+      this.#malformed += decoded.malformed
+      this.options.counters.invalidUtf8 += decoded.malformed
+    }
     return decoded.text
   }
 
-  #replyToLines(bytes: Uint8Array): void {
+  // A "stream" transform: each piece read is a request.
+  #replyToPiece(chunk: Buffer, arrived: number): void {
+    const before = this.#decoder.malformed
+    const text = this.#decoder.decode(chunk)
+    this.options.counters.invalidUtf8 += this.#decoder.malformed - before
+    this.#reply(this.transform.apply(text), "", arrived, chunk.length)
+  }
+
+  #replyToLines(bytes: Uint8Array, arrived: number): void {
     const framed = this.#framer.push(bytes)
     if (framed._tag === "TooLong") {
+      this.options.counters.tooLong++
       const error = new CapsError.MessageTooLarge({
         transport: "tcp",
         size: framed.size,
@@ -226,27 +250,37 @@ class Served {
       this.#log(Effect.logWarning(`${error.message}; closing the connection from ${Endpoint.format(this.peer)}`))
       return this.#finish("too-long")
     }
-    // Replies to the lines of one read go out in one write, unless a transform effect comes between.
+    // Replies to the lines of one read go out in one write, unless a transform effect comes between; they share
+    // the write's duration in the metrics.
+    const counters = this.options.counters
     let out = ""
+    let answered = 0
     try {
       for (const line of framed.lines) {
         const reply = this.transform.apply(this.#decodeLine(line))
         if (typeof reply === "string" && this.#queued === undefined) {
           out += reply + "\n"
+          answered++
+          counters.requestBytes.observe(line.length + 1)
+          counters.replyBytes.observe(Buffer.byteLength(reply) + 1)
           continue
         }
         this.#write(out)
         out = ""
-        this.#reply(reply, "\n")
+        this.#reply(reply, "\n", arrived, line.length + 1)
       }
     } finally {
       // Written even when a later line's transform throws: those replies are owed.
       this.#write(out)
+      if (answered > 0) {
+        counters.answered += answered
+        counters.duration.observe((performance.now() - arrived) / 1000, answered)
+      }
     }
   }
 
   // Writes a reply now, or queues it behind a transform effect still running, so replies keep request order.
-  #reply(reply: Reply, terminator: string): void {
+  #reply(reply: Reply, terminator: string, arrived: number, size: number): void {
     if (this.#finished) return
     const next = typeof reply === "string"
       ? reply + terminator
@@ -254,25 +288,35 @@ class Served {
       ? reply
       : Effect.map(reply, (text) => text + terminator)
     if (this.#queued !== undefined) {
-      this.#queued.push(next)
+      this.#queued.push({ reply: next, arrived, size })
       if (this.#queued.length >= MAX_QUEUED_REPLIES) this.conn.pause()
       return
     }
-    if (typeof next === "string") return this.#write(next)
+    if (typeof next === "string") return this.#answer(next, arrived, size)
     this.#queued = []
-    this.#run(next)
+    this.#run(next, arrived, size)
   }
 
-  #run(effect: Effect.Effect<string, unknown>): void {
+  #run(effect: Effect.Effect<string, unknown>, arrived: number, size: number): void {
     const fiber = this.runFork(effect)
     this.#running = fiber
     fiber.addObserver((exit) => {
       if (this.#running !== fiber) return // detached meanwhile
       this.#running = undefined
       if (Exit.isFailure(exit)) return this.#fail("transform failed", exit.cause)
-      this.#write(exit.value)
+      this.#answer(exit.value, arrived, size)
       this.#flushQueued()
     })
+  }
+
+  // Writes one reply, and counts it.
+  #answer(reply: string, arrived: number, size: number): void {
+    this.#write(reply)
+    const counters = this.options.counters
+    counters.answered++
+    counters.duration.observe((performance.now() - arrived) / 1000)
+    counters.requestBytes.observe(size)
+    counters.replyBytes.observe(Buffer.byteLength(reply))
   }
 
   // Writes the replies that waited, up to the next transform effect, which is then run.
@@ -281,8 +325,8 @@ class Served {
     if (queued === undefined || this.#finished) return
     while (queued.length > 0) {
       const next = queued.shift()!
-      if (typeof next !== "string") return this.#run(next)
-      this.#write(next)
+      if (typeof next.reply !== "string") return this.#run(next.reply, next.arrived, next.size)
+      this.#answer(next.reply, next.arrived, next.size)
     }
     this.#queued = undefined
     this.#resumeReading()
@@ -322,6 +366,7 @@ class Served {
   // Something failed inside this connection: logged once with the peer and the cause, and only it ends.
   #fail(what: string, cause: Cause.Cause<unknown>): void {
     if (this.#finished) return
+    this.options.counters.failed++
     this.#log(Effect.logError(`${what} for ${Endpoint.format(this.peer)}: closing its connection`, cause))
     this.#finish("error")
   }

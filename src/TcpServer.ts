@@ -42,6 +42,7 @@ import type * as CapsError from "./CapsError.ts"
 import * as DescriptorBudget from "./DescriptorBudget.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"
+import * as Metrics from "./Metrics.ts"
 import * as Options from "./Options.ts"
 import * as Protocol from "./Protocol.ts"
 import * as TcpConnection from "./TcpConnection.ts"
@@ -134,6 +135,16 @@ export type TcpServerError =
 
 const decodeOptions = Options.decode(TcpServerOptions, "TcpServer")
 
+// How a connection's end is counted in `caps_tcp_connections_closed_total`.
+const closeReason: Record<TcpConnection.End, Metrics.CloseReason> = {
+  eof: "peer",
+  reset: "peer",
+  idle: "idle",
+  "too-long": "too_long",
+  drained: "drain",
+  error: "error",
+}
+
 /** Binds, then serves in a fiber of the current scope; drains when the scope closes. */
 export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Service"], TcpServerError, Scope.Scope> =
   Effect.fn("TcpServer.make")(function* (given: TcpServerOptions = {}) {
@@ -163,12 +174,18 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
         }),
     )
     const drainTimeout = Options.duration(given.drainTimeout, DEFAULT_DRAIN_TIMEOUT)
+    // Counted here and in each connection, read by `stats` and by the metrics (Metrics.ts).
+    const counts = new Metrics.TcpCounters()
+    counts.rejected = listener.rejected
+    counts.acceptErrors = listener.acceptErrors
+    counts.handshakeFailures = listener.handshakeFailures
+    Metrics.track(counts, yield* Effect.context<never>())
     const connectionOptions: TcpConnection.ConnectionOptions = {
       maxLineBytes: options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
       idleMillis: Duration.toMillis(idleTimeout),
+      counters: counts,
     }
     const tracked = new Set<TcpConnection.ConnectionControl>()
-    const counts = { connectionsTotal: 0, idleTimeouts: 0, malformedConnections: 0, failedConnections: 0 }
     // Resumed when the last tracked connection ends, while a drain waits for that.
     let onAllEnded: (() => void) | undefined
 
@@ -176,7 +193,8 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
       Effect.suspend(() => {
         const control: TcpConnection.ConnectionControl = {}
         tracked.add(control)
-        counts.connectionsTotal++
+        counts.accepted++
+        counts.active++
         return TcpConnection.serve(
           socket,
           peer,
@@ -188,16 +206,18 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
           Effect.tap(({ end, malformed }) =>
             Effect.suspend(() => {
               if (malformed > 0) counts.malformedConnections++
-              if (end === "error") counts.failedConnections++
+              counts.closed[closeReason[end]]++
               if (end !== "idle") return Effect.void
-              counts.idleTimeouts++
               return Effect.logInfo(
                 `closed idle connection from ${Endpoint.format(peer)} after ${connectionOptions.idleMillis} ms`,
               )
             })
           ),
           Effect.catchCause((cause) => Effect.logWarning(`connection from ${Endpoint.format(peer)} failed`, cause)),
+          // Interrupted: cut at the drain deadline, or the scope closed.
+          Effect.onInterrupt(() => Effect.sync(() => counts.closed.cut++)),
           Effect.ensuring(Effect.sync(() => {
+            counts.active--
             tracked.delete(control)
             if (tracked.size === 0) onAllEnded?.()
           })),
@@ -238,7 +258,7 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
       yield* Effect.logInfo(
         `tcp-server on ${Endpoint.format(address)} stopped in ${clock.currentTimeMillisUnsafe() - started} ms: ` +
           `${atStart - cut} of ${atStart} open connections closed cleanly, ${cut} cut at the ` +
-          `${Duration.toMillis(drainTimeout)} ms drain deadline; ${counts.connectionsTotal} served in all`,
+          `${Duration.toMillis(drainTimeout)} ms drain deadline; ${counts.accepted} served in all`,
       )
     })
 
@@ -258,8 +278,11 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
     const files = options.tls
     return TcpServer.of({
       address,
-      stats: Effect.sync(() => ({
-        ...counts,
+      stats: Effect.sync((): TcpServerStats => ({
+        connectionsTotal: counts.accepted,
+        idleTimeouts: counts.closed.idle,
+        malformedConnections: counts.malformedConnections,
+        failedConnections: counts.closed.error,
         connectionsOpen: tracked.size,
         connectionsRejected: listener.rejected(),
         acceptErrors: listener.acceptErrors(),

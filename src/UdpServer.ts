@@ -40,6 +40,7 @@ import * as Dgram from "node:dgram"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"
+import * as Metrics from "./Metrics.ts"
 import * as Options from "./Options.ts"
 import * as Protocol from "./Protocol.ts"
 import { Transform, type TransformShape } from "./Transform.ts"
@@ -138,18 +139,10 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
     const { socket } = bound
     const local = socket.address()
     const address = Endpoint.make(local.address, local.port, "udp")
-    const stats = {
-      received: 0,
-      answered: 0,
-      tooLarge: 0,
-      malformed: 0,
-      sendErrors: 0,
-      loopGuarded: 0,
-      rateLimited: 0,
-      amplificationGuarded: 0,
-      failed: 0,
-      overloaded: 0,
-    }
+    // Counted here, read by `stats` and by the metrics (Metrics.ts).
+    const counts = new Metrics.UdpCounters()
+    const { refused } = counts
+    let malformedDatagrams = 0
     const now = () => clock.currentTimeMillisUnsafe()
     const guard = new UdpGuard.UdpGuard({ serverPort: address.port, rateLimit: options.rateLimit })
     const runFork = Effect.runForkWith(yield* Effect.context<never>())
@@ -159,7 +152,7 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
 
     // A transform that failed costs its datagram only: logged (throttled) with the sender and the cause.
     const failed = (from: Dgram.RemoteInfo, cause: Cause.Cause<unknown>) => {
-      stats.failed++
+      counts.failed++
       const suppressed = throttle.take("TransformFailed")
       if (suppressed === undefined) return
       const more = suppressed > 0 ? ` (and ${suppressed} more like it since the last such line)` : ""
@@ -170,10 +163,11 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
       )
     }
 
-    const send = (text: string, size: number, from: Dgram.RemoteInfo) => {
+    // `arrived` is the request's arrival on `performance.now()`'s clock, in milliseconds.
+    const send = (text: string, size: number, from: Dgram.RemoteInfo, arrived: number) => {
       const reply = encoder.encode(text)
       if (!guard.replyFits(size, reply.length)) {
-        stats.amplificationGuarded++
+        refused.amplification++
         return throttle.warn(
           "Amplification",
           () =>
@@ -182,12 +176,20 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
         )
       }
       socket.send(reply, from.port, from.address)
-      stats.answered++
+      counts.answered++
+      counts.duration.observe((performance.now() - arrived) / 1000)
+      counts.requestBytes.observe(size)
+      counts.replyBytes.observe(reply.length)
     }
 
-    const runTransform = (effect: Effect.Effect<string, unknown>, size: number, from: Dgram.RemoteInfo) => {
+    const runTransform = (
+      effect: Effect.Effect<string, unknown>,
+      size: number,
+      from: Dgram.RemoteInfo,
+      arrived: number,
+    ) => {
       if (inFlight.size >= MAX_IN_FLIGHT) {
-        stats.overloaded++
+        refused.overloaded++
         return throttle.warn(
           "Overloaded",
           () => `not answering ${peerOf(from)}: ${MAX_IN_FLIGHT} transform effects are already running`,
@@ -197,34 +199,36 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
       inFlight.add(fiber)
       fiber.addObserver((exit) => {
         if (!inFlight.delete(fiber)) return // interrupted at shutdown
-        if (Exit.isSuccess(exit)) send(exit.value, size, from)
+        if (Exit.isSuccess(exit)) send(exit.value, size, from, arrived)
         else failed(from, exit.cause)
       })
     }
 
     // Every datagram passes here: guard, decode, transform, guard again, reply.
     const answer = (payload: Buffer, from: Dgram.RemoteInfo) => {
-      stats.received++
+      const arrived = performance.now()
+      counts.received++
       const refusal = guard.admit(from.address, from.port, now())
       if (refusal !== undefined) {
-        if (refusal === "RateLimited") stats.rateLimited++
-        else stats.loopGuarded++
+        if (refusal === "RateLimited") refused.rate_limit++
+        else refused.loop_guard++
         return throttle.warn(refusal, () => `not answering ${peerOf(from)}: ${refusalReason[refusal]}`)
       }
       const size = payload.length
       if (size > maxBytes) {
-        stats.tooLarge++
+        refused.too_large++
         const error = new CapsError.MessageTooLarge({ transport: "udp", size, limit: maxBytes })
         return throttle.warn("TooLarge", () => `${error.message} from ${peerOf(from)}; not answered`)
       }
       const decoded = Utf8.decodeWhole(payload)
       if (decoded.malformed > 0) {
-        stats.malformed++
+        malformedDatagrams++
+        counts.invalidUtf8 += decoded.malformed
         throttle.warn("Malformed", () => `invalid UTF-8 from ${peerOf(from)}: replaced with U+FFFD and answered`)
       }
       const reply = transform.apply(decoded.text)
-      if (typeof reply === "string") send(reply, size, from)
-      else runTransform(reply, size, from)
+      if (typeof reply === "string") send(reply, size, from, arrived)
+      else runTransform(reply, size, from, arrived)
     }
 
     // A callback must never throw into the event loop: whatever goes wrong costs this datagram only.
@@ -237,7 +241,7 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
     }
 
     const onSendError = (error: Error) => {
-      stats.sendErrors++
+      counts.sendErrors++
       throttle.warn("SendError", () => `sending a reply from ${Endpoint.format(address)} failed: ${error.message}`)
     }
 
@@ -260,6 +264,8 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
     })
 
     const dropped = () => UdpDrops.dropped(local.address, local.port)
+    counts.dropped = dropped
+    Metrics.track(counts, yield* Effect.context<never>())
     yield* Effect.forkScoped(serve)
     // Runs first when the scope closes (added after the fork); the serve fiber is interrupted next.
     yield* Effect.addFinalizer(() =>
@@ -268,12 +274,25 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
         const drops = dropped()
         const kernel = drops === undefined ? "" : `, ${drops} dropped by the kernel (receive buffer full)`
         return Effect.logInfo(
-          `udp-server on ${Endpoint.format(address)} stopped: ${stats.received} datagrams received, ` +
-            `${stats.answered} answered${kernel}`,
+          `udp-server on ${Endpoint.format(address)} stopped: ${counts.received} datagrams received, ` +
+            `${counts.answered} answered${kernel}`,
         )
       })
     )
-    return UdpServer.of({ address, stats: Effect.sync(() => ({ ...stats, dropped: dropped() })) })
+    const stats = Effect.sync((): UdpServerStats => ({
+      received: counts.received,
+      answered: counts.answered,
+      dropped: dropped(),
+      tooLarge: refused.too_large,
+      malformed: malformedDatagrams,
+      sendErrors: counts.sendErrors,
+      loopGuarded: refused.loop_guard,
+      rateLimited: refused.rate_limit,
+      amplificationGuarded: refused.amplification,
+      failed: counts.failed,
+      overloaded: refused.overloaded,
+    }))
+    return UdpServer.of({ address, stats })
   })
 
 /** A layer that runs a UDP server for as long as it is in use. */

@@ -35,9 +35,9 @@ const projectCopy = Effect.acquireRelease(
 )
 
 const setVersion = (dir: string, version: string) => {
-  const cli = Path.join(dir, "src", "Cli.ts")
+  const cli = Path.join(dir, "src", "Runtime.ts")
   const source = Fs.readFileSync(cli, "utf8")
-  assert.match(source, VERSION, "src/Cli.ts defines VERSION")
+  assert.match(source, VERSION, "src/Runtime.ts defines VERSION")
   Fs.writeFileSync(cli, source.replace(VERSION, `export const VERSION = "${version}"`))
 }
 
@@ -56,7 +56,7 @@ describe("the launcher of npm start, npm run caps and the Deno command", () => {
         succeeded("the build", yield* node([Path.join(dir, "scripts", "bundle.mjs"), "--no-warm"]))
         // Marks the built bundle, so that its answer tells it apart from the sources'.
         const bundle = Path.join(dir, "dist", "caps.bundle.cjs")
-        Fs.writeFileSync(bundle, Fs.readFileSync(bundle, "utf8").replace(/"0\.1\.0"|`0\.1\.0`/, '"bundled"'))
+        Fs.writeFileSync(bundle, Fs.readFileSync(bundle, "utf8").replace(/"0\.1\.0"|`0\.1\.0`/g, '"bundled"'))
         const fresh = succeeded("caps --version", yield* node([Path.join(dir, "scripts", "caps.mjs"), "--version"]))
         assert.include(version(fresh), "bundled", "a fresh bundle is what runs")
         assert.strictEqual(fresh.stderr, "")
