@@ -43,10 +43,11 @@ const examples: ReadonlyArray<Example> = Fs.readdirSync(directory).filter((f) =>
 )
 
 describe("examples/", () => {
-  it("holds the five examples of issue 8, each saying what it shows, how to run it and what it prints", () => {
+  it("holds the five examples of issue 8 and the metrics one, each saying what it shows, how to run it and what it prints", () => {
     assert.deepStrictEqual(examples.map((e) => e.file), [
       "custom-transform.ts",
       "embedded-server.ts",
+      "metrics.ts",
       "pinger.ts",
       "proxy-retry.ts",
       "retry-policy.ts",
