@@ -20,7 +20,7 @@ import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServer from "effect/http/HttpServer"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as NetAddress from "effect/net/NetAddress"
-import * as Http from "node:http"
+import type * as Http from "node:http"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 
@@ -34,6 +34,8 @@ export interface EndpointOptions {
   readonly host: string
   readonly port: number
 }
+
+const nodeHttp = () => process.getBuiltinModule("node:http") as typeof Http
 
 const text = (status: number, body: string) => HttpServerResponse.text(body, { status })
 
@@ -57,7 +59,8 @@ export const serve = (
     const requested = Endpoint.make(options.host, options.port, "tcp")
     const context = yield* Layer.build(
       HttpRouter.serve(routes(readiness), { disableLogger: true, disableListenLog: true }).pipe(
-        Layer.provideMerge(NodeHttpServer.layerServer(() => Http.createServer(), options)),
+        // node:http is looked up here, not imported: the bundle would load it at every start (scripts/bundle.mjs).
+        Layer.provideMerge(NodeHttpServer.layerServer(() => nodeHttp().createServer(), options)),
       ),
     ).pipe(Effect.mapError((error) => CapsError.fromBindFailure(error.cause, requested)))
     const address = Context.get(context, HttpServer.HttpServer).address
