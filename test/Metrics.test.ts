@@ -2,7 +2,7 @@
 // through Effect's PrometheusMetrics format): every series at 0 before the first event; each request counted once,
 // by transport and result, with its duration and sizes; connections by how they end; datagrams by why they were
 // refused; two servers in one registry summed; no label per peer.
-import { assert, describe, it } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Metric } from "effect"
 import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
 import * as Dgram from "node:dgram"
@@ -10,9 +10,13 @@ import type * as Net from "node:net"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as Transform from "../src/Transform.ts"
 import * as UdpServer from "../src/UdpServer.ts"
+import { makePki } from "./support/Certificates.ts"
 import { logCapture } from "./support/Logs.ts"
 import { tcpServer, udpServer } from "./support/Servers.ts"
 import { closedByPeer, connection, sleep, tcpConnect, tcpExchange, udpExchange, waitUntil } from "./support/Sockets.ts"
+
+const pki = makePki()
+afterAll(() => pki.remove())
 
 /** The exposition text parsed: `name{labels}` as printed, to its value. */
 const parse = (text: string): Map<string, number> => {
@@ -180,6 +184,26 @@ describe("metrics in the embedder's registry", () => {
       assert.strictEqual(value(samples, 'caps_tcp_connections_closed_total{reason="cut"}'), 1)
       assert.strictEqual(value(samples, "caps_tcp_connections_active"), 0)
       assert.strictEqual(value(samples, "caps_tcp_connections_total"), 3)
+    }).pipe(Effect.scoped, provide, Effect.provide(logCapture().layer))
+  })
+
+  it.live("TCP: a failed TLS handshake and a connection rejected at the limit are counted", () => {
+    const { read, provide } = isolated()
+    return Effect.gen(function* () {
+      const secure = Context.get(yield* Layer.build(tcpServer({ tls: pki.server })), TcpServer.TcpServer)
+      const plaintext = yield* connection(secure.address.port)
+      plaintext.on("error", () => {})
+      plaintext.write("plaintext\n")
+      yield* Effect.promise(() =>
+        waitUntil(() => value(read(), "caps_tls_handshake_failures_total") === 1, 5000, "the failed handshake")
+      )
+      const limited = Context.get(yield* Layer.build(tcpServer({ maxConnections: 1 })), TcpServer.TcpServer)
+      yield* connection(limited.address.port)
+      yield* Effect.promise(() => waitUntil(() => value(read(), "caps_tcp_connections_active") === 1, 3000, "one open"))
+      const second = yield* connection(limited.address.port)
+      yield* Effect.promise(() => closedByPeer(second))
+      assert.strictEqual(value(read(), "caps_tcp_connections_rejected_total"), 1)
+      assert.strictEqual(value(read(), "caps_tcp_connections_total"), 1, "a rejected connection is not served")
     }).pipe(Effect.scoped, provide, Effect.provide(logCapture().layer))
   })
 
