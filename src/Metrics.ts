@@ -144,14 +144,16 @@ export class UdpCounters extends RequestCounters {
 
 // The metrics, by name. Exported so that an embedder can read one with `Metric.value`.
 export const requests = Metric.counter("caps_requests_total", {
-  description: "Requests (TCP lines or reads, UDP datagrams) by transport and result: answered, failed, refused",
+  description:
+    "Requests (TCP lines, or a sentence sent without newline; UDP datagrams) by transport and result: answered, failed, refused",
 })
 export const requestDuration = Metric.histogram("caps_request_duration_seconds", {
   description: "Time from a request's arrival to its reply being handed to the socket, answered requests only",
   boundaries: DURATION_BOUNDARIES,
 })
 export const requestSize = Metric.histogram("caps_request_size_bytes", {
-  description: "Size of answered requests in bytes (a TCP line with its newline, a UDP payload)",
+  description:
+    "Size of answered requests in bytes (a TCP line with its newline, a UDP payload; a sentence split over reads, its first read)",
   boundaries: SIZE_BOUNDARIES,
 })
 export const replySize = Metric.histogram("caps_reply_size_bytes", {

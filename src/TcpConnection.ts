@@ -80,11 +80,21 @@ const MAX_QUEUED_REPLIES = 1024
 
 type Reply = string | Effect.Effect<string, unknown>
 
-// A reply owed, with what the metrics need: when its request arrived (`performance.now()`, ms) and its size.
+// A reply owed, with what the metrics need: when its request arrived (`performance.now()`, ms), its size, and how
+// many requests it answers (the lines in a piece of a "stream" transform).
 interface Owed {
   readonly reply: Reply
   readonly arrived: number
   readonly size: number
+  readonly count: number
+}
+
+const NEWLINE = 0x0a
+
+const newlinesIn = (piece: Uint8Array): number => {
+  let lines = 0
+  for (let at = piece.indexOf(NEWLINE); at !== -1; at = piece.indexOf(NEWLINE, at + 1)) lines++
+  return lines
 }
 
 /** The state of one served connection; its methods are the socket's callbacks. */
@@ -100,6 +110,8 @@ class Served {
   #draining = false
   #quiet: ReturnType<typeof setTimeout> | undefined
   #peerEnded = false
+  // A "stream" transform's last piece ended inside a sentence, already counted as a request.
+  #openSentence = false
   #finished = false
   #active = false
   #lastActive: number
@@ -159,10 +171,12 @@ class Served {
       const arrived = performance.now()
       if (this.transform.framing === "stream") {
         const rest = this.#decoder.end()
-        if (rest.length > 0) this.#reply(this.transform.apply(rest), "", arrived, 0)
+        if (rest.length > 0) this.#reply(this.transform.apply(rest), "", arrived, 0, 0)
       } else {
         const last = this.#framer.end()
-        if (last !== undefined) this.#reply(this.transform.apply(this.#decodeLine(last)), "", arrived, last.length)
+        if (last !== undefined) {
+          this.#reply(this.transform.apply(this.#decodeLine(last)), "", arrived, last.length, 1)
+        }
       }
       this.#reportMalformed()
     } catch (defect) {
@@ -235,7 +249,16 @@ class Served {
     const before = this.#decoder.malformed
     const text = this.#decoder.decode(chunk)
     this.options.counters.invalidUtf8 += this.#decoder.malformed - before
-    this.#reply(this.transform.apply(text), "", arrived, chunk.length)
+    this.#reply(this.transform.apply(text), "", arrived, chunk.length, this.#requestsIn(chunk))
+  }
+
+  // The requests a piece brings: its lines, and a sentence it leaves open (the textbook's client sends no
+  // newline and waits), each counted once even when a read splits it; so a pipelining client is counted per
+  // line, as with a "line" transform.
+  #requestsIn(piece: Uint8Array): number {
+    const wasOpen = this.#openSentence
+    this.#openSentence = piece[piece.length - 1] !== NEWLINE
+    return newlinesIn(piece) + (this.#openSentence ? 1 : 0) - (wasOpen ? 1 : 0)
   }
 
   #replyToLines(bytes: Uint8Array, arrived: number): void {
@@ -267,7 +290,7 @@ class Served {
         }
         this.#write(out)
         out = ""
-        this.#reply(reply, "\n", arrived, line.length + 1)
+        this.#reply(reply, "\n", arrived, line.length + 1, 1)
       }
     } finally {
       // Written even when a later line's transform throws: those replies are owed.
@@ -280,7 +303,7 @@ class Served {
   }
 
   // Writes a reply now, or queues it behind a transform effect still running, so replies keep request order.
-  #reply(reply: Reply, terminator: string, arrived: number, size: number): void {
+  #reply(reply: Reply, terminator: string, arrived: number, size: number, count: number): void {
     if (this.#finished) return
     const next = typeof reply === "string"
       ? reply + terminator
@@ -288,35 +311,37 @@ class Served {
       ? reply
       : Effect.map(reply, (text) => text + terminator)
     if (this.#queued !== undefined) {
-      this.#queued.push({ reply: next, arrived, size })
+      this.#queued.push({ reply: next, arrived, size, count })
       if (this.#queued.length >= MAX_QUEUED_REPLIES) this.conn.pause()
       return
     }
-    if (typeof next === "string") return this.#answer(next, arrived, size)
+    if (typeof next === "string") return this.#answer(next, arrived, size, count)
     this.#queued = []
-    this.#run(next, arrived, size)
+    this.#run(next, arrived, size, count)
   }
 
-  #run(effect: Effect.Effect<string, unknown>, arrived: number, size: number): void {
+  #run(effect: Effect.Effect<string, unknown>, arrived: number, size: number, count: number): void {
     const fiber = this.runFork(effect)
     this.#running = fiber
     fiber.addObserver((exit) => {
       if (this.#running !== fiber) return // detached meanwhile
       this.#running = undefined
       if (Exit.isFailure(exit)) return this.#fail("transform failed", exit.cause)
-      this.#answer(exit.value, arrived, size)
+      this.#answer(exit.value, arrived, size, count)
       this.#flushQueued()
     })
   }
 
-  // Writes one reply, and counts it.
-  #answer(reply: string, arrived: number, size: number): void {
+  // Writes one reply, and counts the requests it answers (sizes spread evenly over them); none when it only
+  // continues a sentence already counted.
+  #answer(reply: string, arrived: number, size: number, count: number): void {
     this.#write(reply)
+    if (count === 0) return
     const counters = this.options.counters
-    counters.answered++
-    counters.duration.observe((performance.now() - arrived) / 1000)
-    counters.requestBytes.observe(size)
-    counters.replyBytes.observe(Buffer.byteLength(reply))
+    counters.answered += count
+    counters.duration.observe((performance.now() - arrived) / 1000, count)
+    counters.requestBytes.observe(size / count, count)
+    counters.replyBytes.observe(Buffer.byteLength(reply) / count, count)
   }
 
   // Writes the replies that waited, up to the next transform effect, which is then run.
@@ -325,8 +350,8 @@ class Served {
     if (queued === undefined || this.#finished) return
     while (queued.length > 0) {
       const next = queued.shift()!
-      if (typeof next.reply !== "string") return this.#run(next.reply, next.arrived, next.size)
-      this.#answer(next.reply, next.arrived, next.size)
+      if (typeof next.reply !== "string") return this.#run(next.reply, next.arrived, next.size, next.count)
+      this.#answer(next.reply, next.arrived, next.size, next.count)
     }
     this.#queued = undefined
     this.#resumeReading()

@@ -143,6 +143,28 @@ describe("metrics in the embedder's registry", () => {
     }).pipe(Effect.scoped, provide, Effect.provide(logCapture().layer))
   })
 
+  it.live("TCP with the default transform (each read answered as it comes): a request per line, or per bare sentence", () => {
+    const { read, provide } = isolated()
+    return Effect.gen(function* () {
+      const port = Context.get(yield* Layer.build(tcpServer()), TcpServer.TcpServer).address.port
+      const pipelined = yield* Effect.promise(() => tcpExchange(port, ["one\ntwo\nthree\n"], { halfClose: true }))
+      assert.strictEqual(pipelined.data.toString(), "ONE\nTWO\nTHREE\n")
+      yield* Effect.promise(() => tcpExchange(port, ["textbook"], { halfClose: true }))
+      // One sentence over three reads, each answered as it comes: still one request.
+      const split = yield* Effect.promise(() =>
+        tcpExchange(port, ["sp", "li", "t\n"], { pauseMs: 100, halfClose: true })
+      )
+      assert.strictEqual(split.data.toString(), "SPLIT\n")
+      yield* Effect.promise(() => waitUntil(() => value(read(), "caps_tcp_connections_total") === 3, 3000, "all three"))
+      yield* Effect.promise(() => sleep(50))
+      const samples = read()
+      assert.strictEqual(value(samples, 'caps_requests_total{transport="tcp",result="answered"}'), 5)
+      // A sentence split over reads is counted, with its size, at its first read.
+      assert.strictEqual(value(samples, 'caps_request_size_bytes_sum{transport="tcp"}'), 14 + 8 + 2)
+      assert.strictEqual(value(samples, 'caps_request_duration_seconds_count{transport="tcp"}'), 5)
+    }).pipe(Effect.scoped, provide)
+  })
+
   it.live("TCP: the active gauge follows open connections; idle, drained and cut connections are counted apart", () => {
     const { read, provide } = isolated()
     const never: Transform.TransformShape = { name: "never", framing: "line", apply: () => Effect.never }
