@@ -2,7 +2,8 @@
 //
 // One run builds the C tools, then for each launcher (how a user starts caps: `npm start`, the `caps` bin,
 // `deno run`) and workload (TCP and UDP, ping-pong and throughput) starts a fresh server per measurement,
-// alternating baseline and caps round after round so that drift on the machine hits both alike. It then times
+// alternating baseline, caps, and caps with its metrics endpoint on (scraped every second, as Prometheus would)
+// round after round so that drift on the machine hits all alike. It then times
 // one-shot clients (`udp-client -m hello`, `tcp-client -m hello`) launched each way, again alternating. It
 // reports medians and caps/baseline ratios as tables on stdout, a JSON file with every run, and an SVG chart of
 // the ratios. Every reply is verified; a wrong answer fails the run. bench/README.md explains the workloads,
@@ -39,7 +40,8 @@ const CLIENT_REPLY = "HELLO"
 
 type Runtime = "node" | "deno"
 type Proto = "tcp" | "udp"
-type Impl = "baseline" | "caps" | "fastserver"
+/** What serves: caps+metrics is caps's command with `--metrics-port`, scraped during the load. */
+type Impl = "baseline" | "caps" | "caps+metrics" | "fastserver"
 type LauncherName = "npm" | "node" | "deno"
 
 /**
@@ -170,7 +172,8 @@ const HELP = `usage: node bench/run.ts [options]     (npm run bench -- [options]
 
   --duration S       measured seconds per run (default 5; smoke 0.5)
   --warmup S         unmeasured load before each measurement (default 1; smoke 0.25)
-  --rounds N         baseline/caps pairs per workload and launcher (default 3; smoke and calibrate 1)
+  --rounds N         baseline/caps/caps+metrics rounds per workload and launcher (default 3; smoke and
+                     calibrate 1)
   --payload BYTES    request size without the TCP newline, 16..65507 (default 64)
   --launchers LIST   comma-separated subset of ${LAUNCHERS.map((l) => l.name).join(", ")} (default all)
   --runtime R        node (= npm,node) | deno | both: another way to choose launchers
@@ -186,6 +189,8 @@ const HELP = `usage: node bench/run.ts [options]     (npm run bench -- [options]
   --caps-cmd CMD     the caps server command of every chosen launcher (env CAPS_BENCH_CAPS_CMD), e.g.
                      "{node} bench/baseline/{proto}-server.mjs --host {host} --port {port}" for a self-check;
                      placeholders {node} {deno} {proto} {host} {port}
+  --no-metrics       leave out caps+metrics (caps's command plus --metrics-port, /metrics scraped every
+                     second during the load); --calibrate never runs it
   --no-pin           do not pin the server to CPU 0 and the generator and clients to CPU 1
   --render PATH      redraw the tables and --svg from a results file, measuring nothing
   --help
@@ -204,6 +209,8 @@ interface Options {
   readonly jsonPath: string
   readonly svgPath: string | null
   readonly capsCmd: string | null
+  /** Whether caps+metrics runs beside caps. */
+  readonly metrics: boolean
   readonly pin: boolean
   /** A results file to redraw instead of measuring. */
   readonly render: string | null
@@ -238,6 +245,7 @@ function parseOptions(argv: ReadonlyArray<string>): Options {
       json: { type: "string" },
       svg: { type: "string" },
       "caps-cmd": { type: "string" },
+      "no-metrics": { type: "boolean", default: false },
       "no-pin": { type: "boolean", default: false },
       render: { type: "string" },
       help: { type: "boolean", default: false },
@@ -285,6 +293,7 @@ function parseOptions(argv: ReadonlyArray<string>): Options {
     jsonPath: path.resolve(values.json ?? path.join(ROOT, defaultJson)),
     svgPath: values.svg !== undefined ? path.resolve(values.svg) : defaultSvg && path.join(ROOT, defaultSvg),
     capsCmd: values["caps-cmd"] ?? process.env["CAPS_BENCH_CAPS_CMD"] ?? null,
+    metrics: !calibrate && !values["no-metrics"],
     pin: !values["no-pin"],
     render: values.render !== undefined ? path.resolve(values.render) : null,
   }
@@ -471,13 +480,28 @@ function expand(template: string, bins: Binaries, fields: Record<string, string>
   return text.split(/\s+/).filter((word) => word.length > 0)
 }
 
+/** caps with its operators' endpoint on: the same command plus the flag that every caps server command takes. */
+function withMetrics(template: string): string {
+  return `${template} ${METRICS_FLAG}`
+}
+
+/** The command template of a server (fastserver has none: it is not launched like a user's program). */
+function serverTemplate(options: Options, launcher: Launcher, impl: Exclude<Impl, "fastserver">): string {
+  const caps = options.capsCmd ?? launcher.caps.server
+  return impl === "baseline" ? launcher.baseline.server : impl === "caps" ? caps : withMetrics(caps)
+}
+
 /** The command of a server, and the binary of the process that serves (for /proc). */
-function serverArgv(ctx: Context, launcher: Launcher, impl: Impl, proto: Proto, port: number) {
+function serverArgv(ctx: Context, launcher: Launcher, impl: Impl, proto: Proto, port: number, metricsPort: number) {
   if (impl === "fastserver") {
     return { argv: [FASTSERVER, proto, "--host", HOST, "--port", String(port)], exe: FASTSERVER }
   }
-  const template = impl === "caps" ? ctx.options.capsCmd ?? launcher.caps.server : launcher.baseline.server
-  const argv = expand(template, ctx.bins, { proto, host: HOST, port: String(port) })
+  const argv = expand(serverTemplate(ctx.options, launcher, impl), ctx.bins, {
+    proto,
+    host: HOST,
+    port: String(port),
+    metricsPort: String(metricsPort),
+  })
   return { argv, exe: launcher.runtime === "node" ? ctx.bins.node : ctx.bins.deno }
 }
 
@@ -555,10 +579,98 @@ async function stopServer(server: Server): Promise<void> {
   killGroup(server.pid, "SIGKILL")
 }
 
+// ---------- the metrics scraper ----------
+
+const SCRAPE_INTERVAL_MS = 1_000
+/** Prometheus's default scrape timeout is 10 s; a scrape this slow under load is a failure worth seeing. */
+const SCRAPE_TIMEOUT_MS = 5_000
+const SCRAPE_SERIES = "caps_requests_total"
+/** What turns caps into caps+metrics; {metricsPort} is a free port per run. */
+const METRICS_FLAG = "--metrics-port {metricsPort}"
+const SCRAPE_SAMPLE = /^caps_requests_total(?:\{[^}]*\})?\s+(\S+)/gm
+
+interface ScrapeReport {
+  readonly url: string
+  /** Scrapes answered 200 with caps_requests_total, the final one after the load included. */
+  readonly scrapes: number
+  readonly slowestMs: number | null
+  /** The last scrape's caps_requests_total, summed over its series (transport x result). */
+  readonly requestsTotal: number | null
+  /** The first scrape that failed, if one did (the run then fails). */
+  readonly error: string | null
+}
+
+/** One GET of /metrics: its caps_requests_total summed, or why it is not a good answer. */
+async function scrapeOnce(url: string): Promise<{ readonly ms: number; readonly requestsTotal: number } | string> {
+  const startedAt = process.hrtime.bigint()
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(SCRAPE_TIMEOUT_MS) })
+    const body = await response.text()
+    if (response.status !== 200) return `HTTP ${response.status}: ${body.slice(0, 200)}`
+    const samples = [...body.matchAll(SCRAPE_SAMPLE)].map((match) => Number(match[1]))
+    if (samples.length === 0) return `no ${SCRAPE_SERIES} in ${body.length} bytes: ${body.slice(0, 200)}`
+    return { ms: Number(process.hrtime.bigint() - startedAt) / 1e6, requestsTotal: samples.reduce((a, b) => a + b) }
+  } catch (error) {
+    return error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+  }
+}
+
+/**
+ * Scrapes /metrics at once and then every second, as Prometheus would, until stopped; `stop` scrapes a last
+ * time, after the load, so that its count covers every request served. The first failure ends the scraping.
+ */
+function startScraper(metricsPort: number): { readonly stop: () => Promise<ScrapeReport> } {
+  const url = `http://${HOST}:${metricsPort}/metrics`
+  const times: Array<number> = []
+  let requestsTotal: number | null = null
+  let error: string | null = null
+  let stopped = false
+  let wake = () => {}
+  const scrape = async () => {
+    const result = await scrapeOnce(url)
+    if (typeof result === "string") {
+      error ??= `scrape ${times.length + 1} of ${url}: ${result}`
+    } else {
+      times.push(result.ms)
+      requestsTotal = result.requestsTotal
+    }
+  }
+  const firstAt = Date.now()
+  const loop = async () => {
+    for (let scrapes = 1;; scrapes++) {
+      await scrape()
+      if (stopped || error !== null) return
+      // On a fixed schedule, like Prometheus: a slow scrape delays the next one, not all later ones.
+      const wait = Math.max(0, firstAt + scrapes * SCRAPE_INTERVAL_MS - Date.now())
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait)
+        wake = () => {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+    }
+  }
+  const running = loop()
+  return {
+    stop: async () => {
+      stopped = true
+      wake()
+      await running
+      if (error === null) await scrape()
+      const slowestMs = times.length > 0 ? Math.max(...times) : null
+      return { url, scrapes: times.length, slowestMs, requestsTotal, error }
+    },
+  }
+}
+
 // ---------- one measurement ----------
 
 interface LoadReport {
+  /** Correct replies in the measured window. */
   readonly requests: number
+  /** Correct replies over warm-up and measured window. */
+  readonly answered: number
   readonly rps: number
   readonly p50_us: number
   readonly p90_us: number
@@ -600,6 +712,8 @@ interface RunRecord {
   readonly error: string | null
   readonly metrics: Metrics | null
   readonly load: LoadReport | null
+  /** caps+metrics only: its /metrics scraped during the load. */
+  readonly scrape: ScrapeReport | null
 }
 
 function lastJsonLine(stdout: string): Record<string, unknown> | null {
@@ -623,6 +737,7 @@ function toLoadReport(record: Record<string, unknown>): LoadReport {
   const n = (key: string) => numberField(record, key)
   return {
     requests: n("requests"),
+    answered: n("answered"),
     rps: n("rps"),
     p50_us: n("p50_us"),
     p90_us: n("p90_us"),
@@ -646,9 +761,11 @@ interface Context {
 
 /** Starts a server, waits for its first correct answer, and returns it running (the caller stops it). */
 async function launch(ctx: Context, launcher: Launcher, impl: Impl, proto: Proto) {
-  const { argv, exe } = serverArgv(ctx, launcher, impl, proto, 0)
+  const { argv, exe } = serverArgv(ctx, launcher, impl, proto, 0, 0)
   const port = await freePort(servesBoth(argv) ? "both" : proto)
-  const command = serverArgv(ctx, launcher, impl, proto, port).argv
+  let metricsPort: number | null = null
+  while (impl === "caps+metrics" && (metricsPort === null || metricsPort === port)) metricsPort = await freePort("tcp")
+  const command = serverArgv(ctx, launcher, impl, proto, port, metricsPort ?? 0).argv
   // The port is chosen here rather than with --port 0 so the probe can knock from the moment of spawning:
   // "first answer" is then launch-to-service, whatever the server prints and whenever it prints it.
   const spawnedAt = process.hrtime.bigint()
@@ -678,13 +795,13 @@ async function launch(ctx: Context, launcher: Launcher, impl: Impl, proto: Proto
     }
     return { firstMs }
   }
-  return { command, exe, port, server, stop, started: await started() }
+  return { command, exe, port, metricsPort, server, stop, started: await started() }
 }
 
 async function measure(ctx: Context, launcher: Launcher, workload: Workload, impl: Impl, round: number) {
   const { options } = ctx
   const launched = await launch(ctx, launcher, impl, workload.proto)
-  const { command, exe, port, server } = launched
+  const { command, exe, port, metricsPort, server } = launched
   const base = {
     launcher: launcher.name,
     runtime: launcher.runtime,
@@ -693,6 +810,7 @@ async function measure(ctx: Context, launcher: Launcher, workload: Workload, imp
     round,
     command,
   }
+  let scrape: ScrapeReport | null = null
   const failed = (error: string, servingExe: string | null = null, load: LoadReport | null = null): RunRecord => ({
     ...base,
     servingExe,
@@ -700,6 +818,7 @@ async function measure(ctx: Context, launcher: Launcher, workload: Workload, imp
     error,
     metrics: null,
     load,
+    scrape,
   })
   try {
     if ("error" in launched.started) return failed(launched.started.error)
@@ -717,10 +836,13 @@ async function measure(ctx: Context, launcher: Launcher, workload: Workload, imp
     const sampler = setTimeout(() => {
       cpuStart = { at: process.hrtime.bigint(), server: processCpu(pid), machine: machineCpu() }
     }, options.warmup * 1000)
+    const scraper = metricsPort === null ? null : startScraper(metricsPort)
     const load = await runToEnd(pinned(1, loadArgv, options.pin), (options.warmup + options.duration) * 1000 + 15_000)
     clearTimeout(sampler)
     const cpuEnd = { at: process.hrtime.bigint(), server: processCpu(pid), machine: machineCpu() }
     const peak = peakMiB(pid)
+    // The last scrape comes after the CPU and memory readings, so that it weighs on none of them.
+    scrape = scraper === null ? null : await scraper.stop()
 
     const record = lastJsonLine(load.stdout)
     if (load.timedOut || record === null || typeof record["error"] === "string" || load.code !== 0) {
@@ -733,6 +855,7 @@ async function measure(ctx: Context, launcher: Launcher, workload: Workload, imp
     }
     if (report.closed > 0) return failed(`server closed ${report.closed} connections`, servingExe, report)
     if (report.requests === 0) return failed(`no request answered: ${server.log()}`, servingExe, report)
+    if (scrape?.error) return failed(`metrics ${scrape.error}`, servingExe, report)
 
     const start = cpuStart as { at: bigint; server: number | null; machine: { busy: number; steal: number } } | null
     const seconds = start ? Number(cpuEnd.at - start.at) / 1e9 : 0
@@ -752,7 +875,7 @@ async function measure(ctx: Context, launcher: Launcher, workload: Workload, imp
       foreignCpuPct: Math.max(0, busyPct - (serverCpu ?? 0) - report.cpu_pct),
       stealPct,
     }
-    return { ...base, servingExe, ok: true, error: null, metrics, load: report }
+    return { ...base, servingExe, ok: true, error: null, metrics, load: report, scrape }
   } finally {
     await launched.stop()
   }
@@ -893,10 +1016,12 @@ type Medians = Record<MetricKey, number | null> & {
   readonly late: number
 }
 
+/** One candidate (caps, caps+metrics or fastserver) against the reference (the first of the rotation). */
 interface Row {
   readonly launcher: LauncherName
   readonly runtime: Runtime
   readonly workload: string
+  readonly impl: Impl
   readonly reference: Medians
   readonly candidate: Medians
   /** candidate / reference of each median: above 1 is better for rps, worse for everything else. */
@@ -954,26 +1079,60 @@ function medians(runs: ReadonlyArray<RunRecord>): Medians {
   }
 }
 
+/** The servers measured, in the order of each round: the reference first, then each candidate. */
+type Rotation = readonly [Impl, ...ReadonlyArray<Impl>]
+
 function summarise(
   runs: ReadonlyArray<RunRecord>,
   scope: { readonly launchers: ReadonlyArray<LauncherName>; readonly workloads: ReadonlyArray<Workload> },
-  pair: readonly [Impl, Impl],
+  rotation: Rotation,
 ): Array<Row> {
   const rows: Array<Row> = []
   for (const launcher of scope.launchers) {
     for (const workload of scope.workloads) {
       const mine = runs.filter((r) => r.launcher === launcher && r.workload === workload.name)
       if (mine.length === 0) continue
-      const reference = medians(mine.filter((r) => r.impl === pair[0]))
-      const candidate = medians(mine.filter((r) => r.impl === pair[1]))
-      const ratio = Object.fromEntries(
-        METRIC_KEYS.map((key) => [key, ratioOf(candidate[key], reference[key])]),
-      ) as Record<
-        MetricKey,
-        number | null
-      >
-      rows.push({ launcher, runtime: mine[0].runtime, workload: workload.name, reference, candidate, ratio })
+      const reference = medians(mine.filter((r) => r.impl === rotation[0]))
+      for (const impl of rotation.slice(1)) {
+        const candidate = medians(mine.filter((r) => r.impl === impl))
+        const ratio = Object.fromEntries(
+          METRIC_KEYS.map((key) => [key, ratioOf(candidate[key], reference[key])]),
+        ) as Record<MetricKey, number | null>
+        rows.push({ launcher, runtime: mine[0].runtime, workload: workload.name, impl, reference, candidate, ratio })
+      }
     }
+  }
+  return rows
+}
+
+/** The metrics-on runs of one launcher and workload: their scrapes, and caps's count against the generator's. */
+interface ScrapeRow {
+  readonly launcher: LauncherName
+  readonly workload: string
+  readonly runs: number
+  readonly scrapes: number
+  readonly slowestMs: number | null
+  /** The last scrape's caps_requests_total, summed over the runs. */
+  readonly requestsTotal: number
+  /** The generator's correct replies (warm-up included), summed over the same runs. */
+  readonly answered: number
+}
+
+function summariseScrapes(runs: ReadonlyArray<RunRecord>): Array<ScrapeRow> {
+  const rows: Array<ScrapeRow> = []
+  const scraped = runs.filter((r) => r.ok && r.scrape !== null && r.scrape !== undefined && r.load !== null)
+  for (const key of [...new Set(scraped.map((r) => `${r.launcher} ${r.workload}`))]) {
+    const mine = scraped.filter((r) => `${r.launcher} ${r.workload}` === key)
+    const slowest = mine.flatMap((r) => r.scrape?.slowestMs ?? [])
+    rows.push({
+      launcher: mine[0].launcher,
+      workload: mine[0].workload,
+      runs: mine.length,
+      scrapes: mine.reduce((sum, r) => sum + (r.scrape?.scrapes ?? 0), 0),
+      slowestMs: slowest.length > 0 ? Math.max(...slowest) : null,
+      requestsTotal: mine.reduce((sum, r) => sum + (r.scrape?.requestsTotal ?? 0), 0),
+      answered: mine.reduce((sum, r) => sum + (r.load?.answered ?? 0), 0),
+    })
   }
   return rows
 }
@@ -1029,18 +1188,22 @@ function launcherLabel(name: LauncherName): string {
   return LAUNCHERS.find((l) => l.name === name)?.label ?? name
 }
 
-function table(rows: ReadonlyArray<Row>, pair: readonly [Impl, Impl]): string {
+function table(rows: ReadonlyArray<Row>, reference: Impl): string {
   const header = "launched as|workload|server|req/s|±|p50 us|p99 us|peak MiB|first ms|srv CPU|foreign|loss/late"
     .split("|")
   const lines: Array<Array<string>> = [header]
   const pct = (v: number | null) => (v === null ? "n/a" : `${Math.round(v)}%`)
-  let previous = ""
+  let previousLauncher = ""
+  let previousGroup = ""
   for (const row of rows) {
-    for (const [label, m] of [[pair[0], row.reference], [pair[1], row.candidate]] as const) {
-      const first = label === pair[0]
+    const group = `${row.launcher} ${row.workload}`
+    const servers: ReadonlyArray<readonly [Impl, Medians]> = group === previousGroup
+      ? [[row.impl, row.candidate]]
+      : [[reference, row.reference], [row.impl, row.candidate]]
+    for (const [label, m] of servers) {
       lines.push([
-        first && row.launcher !== previous ? launcherLabel(row.launcher) : "",
-        first ? row.workload : "",
+        row.launcher !== previousLauncher ? launcherLabel(row.launcher) : "",
+        group !== previousGroup ? row.workload : "",
         `${label}${m.runs === 0 ? " (FAILED)" : ""}`,
         fmt(m.rps, 0),
         m.rpsSpreadPct === null ? "" : `${Math.round(m.rpsSpreadPct)}%`,
@@ -1052,13 +1215,14 @@ function table(rows: ReadonlyArray<Row>, pair: readonly [Impl, Impl]): string {
         pct(m.foreignCpuPct),
         `${m.losses}/${m.late}`,
       ])
-      if (first) previous = row.launcher
+      previousLauncher = row.launcher
+      previousGroup = group
     }
     const r = row.ratio
     lines.push([
       "",
       "",
-      `${pair[1]}/${pair[0] === "baseline" ? "base" : pair[0]}`,
+      `${row.impl}/${reference === "baseline" ? "base" : reference}`,
       fmtRatio(r.rps),
       "",
       fmtRatio(r.p50Us),
@@ -1071,6 +1235,26 @@ function table(rows: ReadonlyArray<Row>, pair: readonly [Impl, Impl]): string {
     ])
   }
   return layout(lines, new Set([0, 1, 2]))
+}
+
+function scrapeTable(rows: ReadonlyArray<ScrapeRow>): string {
+  const header = `launched as|workload|runs|scrapes|slowest ms|${SCRAPE_SERIES}|generator answered|ratio`.split("|")
+  const lines: Array<Array<string>> = [header]
+  let previous = ""
+  for (const row of rows) {
+    lines.push([
+      row.launcher !== previous ? launcherLabel(row.launcher) : "",
+      row.workload,
+      String(row.runs),
+      String(row.scrapes),
+      fmt(row.slowestMs, 1),
+      fmt(row.requestsTotal, 0),
+      fmt(row.answered, 0),
+      fmtRatio(ratioOf(row.requestsTotal, row.answered)),
+    ])
+    previous = row.launcher
+  }
+  return layout(lines, new Set([0, 1]))
 }
 
 function clientTable(rows: ReadonlyArray<ClientRow>): string {
@@ -1103,6 +1287,9 @@ function verdicts(rows: ReadonlyArray<Row>, clients: ReadonlyArray<ClientRow>): 
       : target.atLeast !== undefined
       ? ratio >= target.atLeast
       : ratio <= (target.atMost ?? Infinity)
+  // With metrics off and on in one run, each miss says which of the two it was.
+  const named = new Set(rows.map((row) => row.impl)).size > 1
+  const name = (row: Row) => `${row.launcher} ${row.workload}${named ? ` ${row.impl}` : ""}`
   for (const key of ["rps", "p99Us", "peakMiB", "firstMs"] as const) {
     const target = TARGETS[key]
     const missed = rows.filter((row) => check(row.ratio[key], target) === false)
@@ -1110,7 +1297,7 @@ function verdicts(rows: ReadonlyArray<Row>, clients: ReadonlyArray<ClientRow>): 
       `${target.text.padEnd(34)} ${
         missed.length === 0
           ? "met in every row"
-          : `NOT met: ${missed.map((row) => `${row.launcher} ${row.workload} ${fmtRatio(row.ratio[key])}`).join(", ")}`
+          : `NOT met: ${missed.map((row) => `${name(row)} ${fmtRatio(row.ratio[key])}`).join(", ")}`
       }`,
     )
   }
@@ -1145,6 +1332,8 @@ interface Bar {
 
 interface BarGroup {
   readonly label: string
+  /** A second, smaller line under the label (which caps: metrics on). */
+  readonly note?: string
   readonly bars: ReadonlyArray<Bar>
 }
 
@@ -1160,6 +1349,7 @@ const LEGEND: ReadonlyArray<{ readonly color: string; readonly label: string }> 
 function groupsOf(rows: ReadonlyArray<Row>, clients: ReadonlyArray<ClientRow>): Array<BarGroup> {
   const groups: Array<BarGroup> = rows.map((row) => ({
     label: `${row.launcher} · ${row.workload}`,
+    ...(row.impl === "caps+metrics" ? { note: "caps with metrics on" } : {}),
     bars: [
       { label: "throughput", color: COLORS.rps, ratio: row.ratio.rps, target: TARGETS.rps.atLeast },
       { label: "p99", color: COLORS.p99Us, ratio: row.ratio.p99Us, target: TARGETS.p99Us.atMost },
@@ -1222,10 +1412,17 @@ function svgChart(groups: ReadonlyArray<BarGroup>, subtitle: ReadonlyArray<strin
   }
   let gy = top
   groups.forEach((group, i) => {
+    const middle = gy + (group.bars.length * (barHeight + 2)) / 2
     parts.push(
-      `<text x="${labelWidth - 10}" y="${gy + (group.bars.length * (barHeight + 2)) / 2 + 4}" text-anchor="end">` +
+      `<text x="${labelWidth - 10}" y="${middle + (group.note === undefined ? 4 : -2)}" text-anchor="end">` +
         `${escapeXml(group.label)}</text>`,
     )
+    if (group.note !== undefined) {
+      parts.push(
+        `<text x="${labelWidth - 10}" y="${middle + 12}" text-anchor="end" font-size="11" fill="#4a5568">` +
+          `${escapeXml(group.note)}</text>`,
+      )
+    }
     group.bars.forEach((bar, j) => {
       const y = gy + j * (barHeight + 2)
       const tx = x(bar.target)
@@ -1270,7 +1467,11 @@ function describe(run: RunRecord): string {
     `${tag} ${fmt(m.rps, 0)} req/s  p50 ${fmt(m.p50Us, 1)} us  p99 ${fmt(m.p99Us, 1)} us  ` +
     `peak ${fmt(m.peakMiB, 1)} MiB  first ${fmt(m.firstMs, 1)} ms  srv CPU ${fmt(m.serverCpuPct, 0)}%  ` +
     `gen CPU ${fmt(m.loadgenCpuPct, 0)}%  foreign ${fmt(m.foreignCpuPct, 0)}%` +
-    (run.load && run.load.losses + run.load.late > 0 ? `  lost ${run.load.losses} late ${run.load.late}` : "")
+    (run.load && run.load.losses + run.load.late > 0 ? `  lost ${run.load.losses} late ${run.load.late}` : "") +
+    (run.scrape && run.load
+      ? `  scrapes ${run.scrape.scrapes} (slowest ${fmt(run.scrape.slowestMs, 1)} ms), ${SCRAPE_SERIES} ` +
+        `${fmt(run.scrape.requestsTotal, 0)} vs ${fmt(run.load.answered, 0)} answered`
+      : "")
   )
 }
 
@@ -1292,6 +1493,15 @@ interface Meta {
   readonly launchers: ReadonlyArray<Launcher>
   readonly caps_cmd_override: string | null
   readonly workloads: ReadonlyArray<Workload>
+  /** The servers of each round, in order (absent in files written before caps+metrics). */
+  readonly rotation?: Rotation
+  /** How caps+metrics was scraped, if it ran. */
+  readonly scrape?: {
+    readonly flag: string
+    readonly interval_ms: number
+    readonly timeout_ms: number
+    readonly series: string
+  } | null
 }
 
 function subtitleOf(meta: Meta): Array<string> {
@@ -1303,11 +1513,19 @@ function subtitleOf(meta: Meta): Array<string> {
     `${meta.client_reps} launches per client`,
     `npm = npm start, npm run caps -- vs npm run bench:baseline -- · node = node dist/caps.mjs vs node baseline.mjs`,
     `deno = deno run --allow-net --allow-env --allow-read scripts/caps.mjs vs deno run --allow-net --allow-env baseline.mjs`,
+    ...(meta.rotation?.includes("caps+metrics")
+      ? ["metrics on = the same caps command plus --metrics-port, its /metrics scraped every second during the load"]
+      : []),
   ]
 }
 
-function printSummary(rows: ReadonlyArray<Row>, clients: ReadonlyArray<ClientRow>, pair: readonly [Impl, Impl]): void {
-  console.log(`\n${table(rows, pair)}\n`)
+function printSummary(
+  rows: ReadonlyArray<Row>,
+  clients: ReadonlyArray<ClientRow>,
+  scrapes: ReadonlyArray<ScrapeRow>,
+  rotation: Rotation,
+): void {
+  console.log(`\n${table(rows, rotation[0])}\n`)
   console.log(
     "req/s: higher is better; latencies, peak memory (VmHWM) and launch-to-first-answer: lower is better. " +
       "Medians over rounds;\n±: half the range of req/s over rounds, % of the median (a ratio within it is noise). " +
@@ -1316,6 +1534,14 @@ function printSummary(rows: ReadonlyArray<Row>, clients: ReadonlyArray<ClientRow
   )
   const noisy = rows.some((row) => (row.reference.foreignCpuPct ?? 0) > 10 || (row.candidate.foreignCpuPct ?? 0) > 10)
   if (noisy) console.log("warning: other processes used >10% of a CPU during some runs; results are noisy")
+  if (scrapes.length > 0) {
+    console.log(`\n${scrapeTable(scrapes)}\n`)
+    console.log(
+      `caps+metrics: GET /metrics every second during the load and once after it, each answered 200 with ` +
+        `${SCRAPE_SERIES};\nits last value (all series, summed over runs) against the generator's correct ` +
+        `replies, warm-up included.`,
+    )
+  }
   if (clients.length > 0) {
     console.log(`\n${clientTable(clients)}\n`)
     console.log(
@@ -1323,7 +1549,7 @@ function printSummary(rows: ReadonlyArray<Row>, clients: ReadonlyArray<ClientRow
         "included in the npm rows), medians.",
     )
   }
-  if (pair[1] === "fastserver") {
+  if (rotation.includes("fastserver")) {
     for (const row of rows) {
       const ratio = row.ratio.rps
       const verdict = ratio === null ? "n/a" : ratio >= 1.5 ? "generator has headroom" : "generator may be limiting"
@@ -1349,16 +1575,19 @@ function render(jsonPath: string, svgPath: string | null): void {
     runs: Array<RunRecord>
     clientRuns?: Array<ClientRun>
   }
-  const pair: readonly [Impl, Impl] = result.meta.mode === "calibrate"
-    ? ["baseline", "fastserver"]
-    : ["baseline", "caps"]
+  const rotation = rotationOf(result.meta.mode === "calibrate", result.runs.some((run) => run.impl === "caps+metrics"))
   // Summarised afresh from the raw runs, so a file written by an older harness gets today's statistics.
   const launchers = [...new Set(result.runs.map((run) => run.launcher ?? run.runtime))] as Array<LauncherName>
-  const runs = result.runs.map((run) => ({ ...run, launcher: run.launcher ?? run.runtime }))
-  const rows = summarise(runs, { launchers, workloads: result.meta.workloads }, pair)
+  const runs = result.runs.map((run) => ({ ...run, launcher: run.launcher ?? run.runtime, scrape: run.scrape ?? null }))
+  const rows = summarise(runs, { launchers, workloads: result.meta.workloads }, rotation)
   const clients = summariseClients(result.clientRuns ?? [])
-  printSummary(rows, clients, pair)
+  printSummary(rows, clients, summariseScrapes(runs), rotation)
   if (svgPath !== null) writeSvg(svgPath, rows, clients, result.meta)
+}
+
+/** The servers of each round: the reference first. */
+function rotationOf(calibrate: boolean, metrics: boolean): Rotation {
+  return calibrate ? ["baseline", "fastserver"] : metrics ? ["baseline", "caps", "caps+metrics"] : ["baseline", "caps"]
 }
 
 function binary(relative: string, fallback: string): string {
@@ -1386,7 +1615,7 @@ async function main(): Promise<void> {
   const pin = options.pin && tasksetWorks()
   if (options.pin && !pin) console.error("bench: taskset unavailable or fewer than 2 CPUs; running unpinned")
   const ctx: Context = { options: { ...options, pin }, bins }
-  const pair: readonly [Impl, Impl] = options.calibrate ? ["baseline", "fastserver"] : ["baseline", "caps"]
+  const rotation = rotationOf(options.calibrate, options.metrics)
 
   const meta: Meta = {
     date: new Date(startedAt).toISOString(),
@@ -1406,24 +1635,28 @@ async function main(): Promise<void> {
     launchers: options.launchers,
     caps_cmd_override: options.capsCmd,
     workloads: options.workloads,
+    rotation,
+    scrape: rotation.includes("caps+metrics")
+      ? { flag: METRICS_FLAG, interval_ms: SCRAPE_INTERVAL_MS, timeout_ms: SCRAPE_TIMEOUT_MS, series: SCRAPE_SERIES }
+      : null,
   }
   console.log(
     `bench ${meta.mode}: ${options.launchers.map((l) => l.name).join("+")}, ${options.workloads.length} workloads, ` +
-      `${options.rounds} round(s) of ${pair.join(" vs ")}, ${options.duration} s + ${options.warmup} s warm-up, ` +
+      `${options.rounds} round(s) of ${rotation.join(" / ")}, ${options.duration} s + ${options.warmup} s warm-up, ` +
       `payload ${options.payload} B, ${options.clientReps} client launches each, ${pin ? "pinned" : "unpinned"}`,
   )
   for (const launcher of options.launchers) {
-    console.log(
-      `  ${launcher.name}: caps "${options.capsCmd ?? launcher.caps.server}" / baseline "${launcher.baseline.server}"`,
-    )
+    for (const impl of rotation) {
+      if (impl !== "fastserver") console.log(`  ${launcher.name} ${impl}: ${serverTemplate(options, launcher, impl)}`)
+    }
   }
 
   const runs: Array<RunRecord> = []
   for (const launcher of options.launchers) {
     for (const workload of options.workloads) {
-      if (!options.smoke) await prime(ctx, launcher, workload.proto, pair)
+      if (!options.smoke) await prime(ctx, launcher, workload.proto, rotation)
       for (let round = 1; round <= options.rounds; round++) {
-        for (const impl of pair) {
+        for (const impl of rotation) {
           const run = await measure(ctx, launcher, workload, impl, round)
           runs.push(run)
           console.log(describe(run))
@@ -1433,7 +1666,11 @@ async function main(): Promise<void> {
   }
   const clientRuns = await measureClients(ctx)
 
-  const rows = summarise(runs, { launchers: options.launchers.map((l) => l.name), workloads: options.workloads }, pair)
+  const rows = summarise(
+    runs,
+    { launchers: options.launchers.map((l) => l.name), workloads: options.workloads },
+    rotation,
+  )
   const clients = summariseClients(clientRuns)
   const failures = [
     ...runs.filter((run) => !run.ok).map((run) =>
@@ -1443,12 +1680,14 @@ async function main(): Promise<void> {
       `${run.launcher} ${run.proto}-client r${run.rep} ${run.impl}: ${run.error}`
     ),
   ]
-  printSummary(rows, clients, pair)
+  const scrapes = summariseScrapes(runs)
+  printSummary(rows, clients, scrapes, rotation)
   const result = {
     meta: { ...meta, elapsed_s: (Date.now() - startedAt) / 1000 },
     ok: failures.length === 0,
     failures,
     summary: rows,
+    scrapes,
     clients,
     runs,
     clientRuns,
