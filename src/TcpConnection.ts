@@ -67,6 +67,8 @@ export interface Outcome {
   readonly end: End
   /** Invalid UTF-8 sequences replaced with U+FFFD. */
   readonly malformed: number
+  /** Sentences the transform was given: lines for a "line" transform, reads for a "stream" one. */
+  readonly requests: number
 }
 
 // How long a draining connection that owes nothing waits for bytes already on their way to it.
@@ -85,6 +87,7 @@ class Served {
   #queued: Array<Reply> | undefined
   #running: Fiber.Fiber<string, unknown> | undefined
   #malformed = 0
+  #requests = 0
   #reported = false
   #writing = false
   #draining = false
@@ -126,8 +129,10 @@ class Served {
   readonly onData = (chunk: Buffer): void => {
     this.#active = true
     try {
-      if (this.transform.framing === "stream") this.#reply(this.transform.apply(this.#decoder.decode(chunk)), "")
-      else this.#replyToLines(chunk)
+      if (this.transform.framing === "stream") {
+        this.#requests++
+        this.#reply(this.transform.apply(this.#decoder.decode(chunk)), "")
+      } else this.#replyToLines(chunk)
       this.#reportMalformed()
       this.#endIfDone()
     } catch (defect) {
@@ -147,10 +152,16 @@ class Served {
     try {
       if (this.transform.framing === "stream") {
         const rest = this.#decoder.end()
-        if (rest.length > 0) this.#reply(this.transform.apply(rest), "")
+        if (rest.length > 0) {
+          this.#requests++
+          this.#reply(this.transform.apply(rest), "")
+        }
       } else {
         const last = this.#framer.end()
-        if (last !== undefined) this.#reply(this.transform.apply(this.#decodeLine(last)), "")
+        if (last !== undefined) {
+          this.#requests++
+          this.#reply(this.transform.apply(this.#decodeLine(last)), "")
+        }
       }
       this.#reportMalformed()
     } catch (defect) {
@@ -230,6 +241,7 @@ class Served {
     let out = ""
     try {
       for (const line of framed.lines) {
+        this.#requests++
         const reply = this.transform.apply(this.#decodeLine(line))
         if (typeof reply === "string" && this.#queued === undefined) {
           out += reply + "\n"
@@ -334,7 +346,7 @@ class Served {
     if (this.#finished) return
     this.#finished = true
     this.detach()
-    this.resume({ end, malformed: this.#decoder.malformed + this.#malformed })
+    this.resume({ end, malformed: this.#decoder.malformed + this.#malformed, requests: this.#requests })
   }
 }
 
