@@ -8,7 +8,8 @@
  * The edge of the program: it runs the CLI on the platform's services and
  * turns the outcome into one line on stderr and a documented exit code
  * (`ExitCode.ts`). SIGINT and SIGTERM interrupt the program, so every socket
- * is closed by its scope on the way out.
+ * is closed by its scope on the way out, and the spans of an OTLP export
+ * (`TraceExport.ts`) are flushed.
  */
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
@@ -127,9 +128,20 @@ const onSignal = () => {
 process.on("SIGINT", onSignal)
 process.on("SIGTERM", onSignal)
 
+// Traces are exported only when an OTLP endpoint is set (TraceExport.ts), and only then is the exporter loaded:
+// unset, start-up pays for nothing. The layer closes with the program, which flushes the spans still buffered.
+const traceExport = process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+  ? Layer.unwrap(
+    Effect.map(
+      Effect.promise(() => import("./TraceExport.ts")),
+      (TraceExport) => TraceExport.layer(process.env, Cli.VERSION),
+    ),
+  ).pipe(Layer.tapCause(report)) // its bad settings fail outside the program, so they are reported here
+  : Layer.empty
+
 Cli.run.pipe(
   Effect.tapCause(report),
-  Effect.provide(Layer.mergeAll(platform, presenter, Layer.succeed(Logger.LogToStderr, true))),
+  Effect.provide(Layer.mergeAll(platform, presenter, Layer.succeed(Logger.LogToStderr, true), traceExport)),
   NodeRuntime.runMain({
     disableErrorReporting: true,
     teardown: (exit, onExit) => onExit(exitCodeOf(exit)),
