@@ -11,13 +11,23 @@
  *
  * `main.ts` imports this module only when one of the endpoint variables is
  * set: the exporter and its HTTP client cost nothing at start-up otherwise.
- * The layer's scope is the program's, so the spans still buffered are sent
- * when it closes, after a one-shot command and after a signal's shutdown
+ * It takes what `start` returns, plain values and promises: the bundle
+ * (scripts/bundle.mjs) holds this module as a file of its own, with its own
+ * copy of Effect, because a module that the main bundle imported lazily
+ * would make every module it shares with the rest be initialised lazily,
+ * at a cost to every start. The two meet at the `Tracer` interface, which
+ * Effect defines by shape. The exporter runs until `shutdown`, which
+ * `main.ts` calls when the program's scope closes, so the spans still
+ * buffered are sent after a one-shot command and after a signal's shutdown
  * alike (within `OTEL_EXPORTER_OTLP_TIMEOUT`, 3 s by default).
  */
 import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
 import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import type * as OtlpExporter from "effect/observability/OtlpExporter"
 import * as OtlpSerialization from "effect/observability/OtlpSerialization"
@@ -97,3 +107,27 @@ export const layer = (
         ),
       )),
     )))
+
+/**
+ * What `start` gives: the tracer (`undefined` when the environment turns exporting off, e.g.
+ * `OTEL_TRACES_EXPORTER=none`) and `shutdown`, which flushes it; or the settings refused.
+ */
+export type Started =
+  | { readonly _tag: "Started"; readonly tracer: Tracer.Tracer | undefined; readonly shutdown: () => Promise<void> }
+  | { readonly _tag: "Refused"; readonly error: CapsError.InvalidOption }
+
+/** Starts the exporter of `layer` in a scope of its own, for a program that may run on another copy of Effect. */
+export const start = (env: Record<string, string | undefined>, version: string): Promise<Started> =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(layer(env, version), scope).pipe(
+        Effect.onError(() => Scope.close(scope, Exit.void)),
+      )
+      return {
+        _tag: "Started" as const,
+        tracer: context.mapUnsafe.has(Tracer.Tracer.key) ? Context.get(context, Tracer.Tracer) : undefined,
+        shutdown: () => Effect.runPromise(Scope.close(scope, Exit.void)),
+      }
+    }).pipe(Effect.catch((error) => Effect.succeed({ _tag: "Refused" as const, error }))),
+  )

@@ -23,6 +23,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Scope from "effect/Scope"
 import * as Terminal from "effect/Terminal"
+import * as Tracer from "effect/Tracer"
 import * as CliError from "effect/cli/CliError"
 import * as CliOutput from "effect/cli/CliOutput"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
@@ -129,14 +130,17 @@ process.on("SIGINT", onSignal)
 process.on("SIGTERM", onSignal)
 
 // Traces are exported only when an OTLP endpoint is set (TraceExport.ts), and only then is the exporter loaded:
-// unset, start-up pays for nothing. The layer closes with the program, which flushes the spans still buffered.
+// unset, start-up pays for nothing. Its shutdown, as the program's scope closes, flushes the spans still buffered.
 const traceExport = process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
-  ? Layer.unwrap(
-    Effect.map(
-      Effect.promise(() => import("./TraceExport.ts")),
-      (TraceExport) => TraceExport.layer(process.env, Cli.VERSION),
-    ),
-  ).pipe(Layer.tapCause(report)) // its bad settings fail outside the program, so they are reported here
+  ? Layer.effect(Tracer.Tracer)(Effect.gen(function* () {
+    const TraceExport = yield* Effect.promise(() => import("./TraceExport.ts"))
+    const started = yield* Effect.acquireRelease(
+      Effect.promise(() => TraceExport.start(process.env, Cli.VERSION)),
+      (started) => started._tag === "Started" ? Effect.promise(started.shutdown) : Effect.void,
+    )
+    if (started._tag === "Refused") return yield* Effect.fail(started.error)
+    return started.tracer ?? (yield* Effect.tracer)
+  })).pipe(Layer.tapCause(report)) // its bad settings fail outside the program, so they are reported here
   : Layer.empty
 
 Cli.run.pipe(

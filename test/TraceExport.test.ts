@@ -4,6 +4,7 @@
 // standard variables are honoured; unset, the exporter is not even loaded.
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { VERSION } from "../src/Cli.ts"
 import { isDeno, projectRoot, run, runCaps, startCaps } from "./support/Process.ts"
@@ -237,7 +238,7 @@ describe("with no OTLP endpoint, tracing costs nothing at start-up", () => {
   )
 
   it.live.skipIf(isDeno)(
-    "the bundle that npm start and npm run caps run exports them too",
+    "the bundle that npm start and npm run caps run exports them too, on Node and on Deno",
     () =>
       Effect.gen(function* () {
         const receiver = yield* otlpReceiver
@@ -260,8 +261,34 @@ describe("with no OTLP endpoint, tracing costs nothing at start-up", () => {
             String(peer.port),
           ], { env: exporting(receiver.url), timeoutMs: 60_000 }),
         )
-        only(spansOf(receiver.received), "UdpClient.request")
+        // The exporter is a bundle of its own, loaded only now: the main bundle holds none of it.
+        const main = Fs.readFileSync(Path.join(projectRoot, "dist", "caps.bundle.cjs"), "utf8")
+        assert.notInclude(main, "OTel-OTLP-Exporter")
+        assert.include(Fs.readFileSync(Path.join(projectRoot, "dist", "caps.trace.cjs"), "utf8"), "OTel-OTLP-Exporter")
+        // Deno runs the CommonJS bundle when it may read it, and the ESM one when it may not.
+        const deno = Path.join(projectRoot, "node_modules", ".bin", "deno")
+        for (const read of [["--allow-read"], []]) {
+          succeeded(
+            `deno run ${read.join(" ")}`,
+            yield* run([
+              deno,
+              "run",
+              "--allow-net",
+              "--allow-env",
+              ...read,
+              Path.join(projectRoot, "dist", "caps.mjs"),
+              "udp-client",
+              "-m",
+              "hi",
+              "--host",
+              "127.0.0.1",
+              "--port",
+              String(peer.port),
+            ], { env: exporting(receiver.url), timeoutMs: 60_000 }),
+          )
+        }
+        assert.strictEqual(spansOf(receiver.received).filter((span) => span.name === "UdpClient.request").length, 3)
       }),
-    90_000,
+    120_000,
   )
 })
