@@ -260,10 +260,14 @@ export async function build({ quiet = false, warmUp = true } = {}) {
   fs.chmodSync(ENTRY, 0o755)
   writeAtomically(INPUTS, JSON.stringify(inputs, null, 1) + "\n")
   const size = (fs.statSync(BUNDLE).size / 1024).toFixed(0)
+  const traceSize = (fs.statSync(TRACE_BUNDLE).size / 1024).toFixed(0)
   const built = performance.now()
   if (!quiet) {
     const ms = (built - started).toFixed(0)
-    console.error(`bundle: ${path.relative(process.cwd(), ENTRY)} + caps.bundle.{cjs,mjs} (${size} KiB) in ${ms} ms`)
+    console.error(
+      `bundle: ${path.relative(process.cwd(), ENTRY)} + caps.bundle.{cjs,mjs} (${size} KiB), ` +
+        `caps.trace.{cjs,mjs} (${traceSize} KiB) in ${ms} ms`,
+    )
   }
   if (warmUp) {
     const warmed = await warm()
