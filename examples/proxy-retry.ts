@@ -6,7 +6,7 @@
 // (its second attempt, after one attempt timeout), and the second sentence at
 // once. The client's own resend policy does it (3 attempts; 300 ms each here).
 // An embedder's tracer shows the attempts: each `UdpClient.request` span has
-// one `UdpClient.attempt` event per datagram sent, and `caps.attempts`. The
+// one `attempt` event per datagram sent, and `caps.attempts`. The
 // counts of the proxy and of the server show where the lost datagram went:
 // it reached the proxy, never the server. caps's log lines go to stderr.
 //
@@ -17,8 +17,8 @@
 // client -> proxy 127.0.0.1:<n> (drop 0.5 (requests), seed 3) -> server 127.0.0.1:<n>/udp
 // "hello": HELLO
 // "world": WORLD
-// span UdpClient.request: 2 attempts (events: UdpClient.attempt 1, UdpClient.attempt 2)
-// span UdpClient.request: 1 attempt (events: UdpClient.attempt 1)
+// span UdpClient.request: 2 attempts (events: attempt 1, attempt 2)
+// span UdpClient.request: 1 attempt (events: attempt 1)
 // proxy: UDP: 5 datagrams received, 4 relayed, 1 dropped; TCP: 0 connections, 0 bytes relayed
 // server: 2 datagrams received, 2 answered
 import { NodeRuntime } from "@effect/platform-node"

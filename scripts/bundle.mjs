@@ -14,6 +14,11 @@
 //   caps.bundle.mjs   the same as ESM, for Deno without read access
 //   caps.mjs          the `caps` executable, scripts/bin.mjs: loads caps.bundle.cjs with V8's code cache of an
 //                     earlier run of the same command (see there)
+//   caps.trace.{cjs,mjs}  src/TraceExport.ts, the OTLP exporter, with its own copy of what it needs of Effect: both
+//                     bundles import it only when OTEL_EXPORTER_OTLP_ENDPOINT is set. In the main bundle, a module
+//                     imported lazily makes every module it shares with the rest initialised lazily (rolldown
+//                     wraps them), which costs every start a few milliseconds; as a file of its own it costs
+//                     nothing until traces are asked for (see TraceExport.ts for how the two copies meet)
 //   caps.inputs.json  what it was built from: the size and modification time of every file under src/, of the
 //                     build's own scripts and of the lockfiles; isFresh() compares them with the files on disk
 // Then the warm-up runs each command once on the pinned Node and Deno, against servers of its own on loopback, so
@@ -61,6 +66,11 @@ export const BUNDLE = `${DIST}/caps.bundle.cjs`
 export const BUNDLE_ESM = `${DIST}/caps.bundle.mjs`
 /** The executable (package.json "bin"). */
 export const ENTRY = `${DIST}/caps.mjs`
+/** The OTLP exporter, loaded by the bundle only when traces are exported: CommonJS and ESM, as the bundle. */
+export const TRACE_BUNDLE = `${DIST}/caps.trace.cjs`
+export const TRACE_BUNDLE_ESM = `${DIST}/caps.trace.mjs`
+const TRACE_IMPORT = "./TraceExport.ts"
+const TRACE_ID = "caps:trace-export"
 const INPUTS = `${DIST}/caps.inputs.json`
 
 /** Files whose change makes the bundle stale, relative to ROOT, beside everything under src/. */
@@ -103,7 +113,7 @@ export function isFresh() {
   let recorded
   try {
     recorded = JSON.parse(io.read(INPUTS))
-    for (const file of [BUNDLE, BUNDLE_ESM, ENTRY]) io.stat(file)
+    for (const file of [BUNDLE, BUNDLE_ESM, ENTRY, TRACE_BUNDLE, TRACE_BUNDLE_ESM]) io.stat(file)
   } catch {
     return false
   }
@@ -189,6 +199,17 @@ function startupPatches(seen, applied) {
   }
 }
 
+// main.ts's lazy import of the exporter becomes an import of the exporter's own bundle, beside the main one.
+const traceExportApart = {
+  name: "caps-trace-export-apart",
+  resolveId(specifier, importer) {
+    if (specifier === TRACE_IMPORT && /[\\/]src[\\/]main\.ts$/.test(importer ?? "")) {
+      return { id: TRACE_ID, external: true }
+    }
+    return null
+  },
+}
+
 function writeAtomically(file, contents) {
   const fs = process.getBuiltinModule("node:fs")
   const temporary = `${file}.${process.pid}.tmp`
@@ -216,10 +237,18 @@ export async function build({ quiet = false, warmUp = true } = {}) {
     logLevel: "warn",
     // effect's ConfigProvider reads import.meta.env (Vite's); in CommonJS it is undefined, as on Node and Deno.
     checks: { emptyImportMeta: false },
-    plugins: [startupPatches(seen, applied)],
+    plugins: [startupPatches(seen, applied), traceExportApart],
   })
   const generate = async (format) => {
-    const output = await bundle.generate({ format, minify: true, codeSplitting: false, comments: false })
+    const output = await bundle.generate({
+      format,
+      minify: true,
+      codeSplitting: false,
+      comments: false,
+      // The exporter's bundle in the same format: node:vm's loader of the CommonJS bundle takes require, not import.
+      paths: { [TRACE_ID]: format === "cjs" ? "./caps.trace.cjs" : "./caps.trace.mjs" },
+      dynamicImportInCjs: false,
+    })
     const chunks = output.output.filter((item) => item.type === "chunk")
     if (chunks.length !== 1) throw new Error(`expected one chunk, rolldown made ${chunks.length}`)
     return chunks[0].code
@@ -228,6 +257,28 @@ export async function build({ quiet = false, warmUp = true } = {}) {
   const cjs = (await generate("cjs")).replace(/^#!/, "//")
   const esm = await generate("esm")
   await bundle.close()
+  if (!/require\([`'"]\.\/caps\.trace\.cjs[`'"]\)/.test(cjs)) {
+    throw new Error("the bundle does not require caps.trace.cjs")
+  }
+  if (!/import\([`'"]\.\/caps\.trace\.mjs[`'"]\)/.test(esm)) {
+    throw new Error("the bundle does not import caps.trace.mjs")
+  }
+  const traceBundle = await rolldown({
+    input: path.join(ROOT, "src", "TraceExport.ts"),
+    cwd: ROOT,
+    platform: "node",
+    logLevel: "warn",
+    checks: { emptyImportMeta: false },
+  })
+  const traceIn = async (format) => {
+    const chunks = (await traceBundle.generate({ format, minify: true, codeSplitting: false, comments: false }))
+      .output.filter((item) => item.type === "chunk")
+    if (chunks.length !== 1) throw new Error(`expected one chunk for the exporter, rolldown made ${chunks.length}`)
+    return chunks[0].code
+  }
+  const traceCjs = await traceIn("cjs")
+  const traceEsm = await traceIn("esm")
+  await traceBundle.close()
   for (const patch of PATCHES) {
     if (seen.has(patch.what) && !applied.has(patch.what)) {
       console.warn(`bundle: a start-up patch no longer applies, built without it: ${patch.what}`)
@@ -236,14 +287,20 @@ export async function build({ quiet = false, warmUp = true } = {}) {
   fs.mkdirSync(DIST, { recursive: true })
   writeAtomically(BUNDLE, cjs)
   writeAtomically(BUNDLE_ESM, esm)
+  writeAtomically(TRACE_BUNDLE, traceCjs)
+  writeAtomically(TRACE_BUNDLE_ESM, traceEsm)
   writeAtomically(ENTRY, fs.readFileSync(`${ROOT}/scripts/bin.mjs`, "utf8"))
   fs.chmodSync(ENTRY, 0o755)
   writeAtomically(INPUTS, JSON.stringify(inputs, null, 1) + "\n")
   const size = (fs.statSync(BUNDLE).size / 1024).toFixed(0)
+  const traceSize = (fs.statSync(TRACE_BUNDLE).size / 1024).toFixed(0)
   const built = performance.now()
   if (!quiet) {
     const ms = (built - started).toFixed(0)
-    console.error(`bundle: ${path.relative(process.cwd(), ENTRY)} + caps.bundle.{cjs,mjs} (${size} KiB) in ${ms} ms`)
+    console.error(
+      `bundle: ${path.relative(process.cwd(), ENTRY)} + caps.bundle.{cjs,mjs} (${size} KiB), ` +
+        `caps.trace.{cjs,mjs} (${traceSize} KiB) in ${ms} ms`,
+    )
   }
   if (warmUp) {
     const warmed = await warm()

@@ -217,6 +217,14 @@ const udpFlags = {
     0,
     Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
   ),
+  traceDatagrams: Flag.Boolean("trace-datagrams").pipe(
+    Flag.withDescription(
+      `a trace span per UDP datagram (with OTEL_EXPORTER_OTLP_ENDPOINT); off by default, it costs the hot path ` +
+        `(env ${envVarOf("trace-datagrams")})`,
+    ),
+    Flag.withFallbackConfig(Config.Boolean(envVarOf("trace-datagrams"))),
+    Flag.withDefault(false),
+  ),
 }
 
 type ServerFlags = Command.Command.Config.Infer<typeof serverFlags>
@@ -230,6 +238,7 @@ const udpLayer = (flags: ServerFlags & UdpFlags) =>
     maxDatagramBytes: flags.maxDatagramBytes,
     receiveBufferBytes: flags.receiveBufferBytes === 0 ? undefined : flags.receiveBufferBytes,
     rateLimit: flags.rateLimit === 0 ? undefined : UdpServer.rateLimitOf(flags.rateLimit),
+    traceDatagrams: flags.traceDatagrams,
   })
 
 // One of --tls-cert and --tls-key without the other is a usage error, named as the user wrote it.

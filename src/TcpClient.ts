@@ -59,6 +59,7 @@ import { LineFramer } from "./LineFramer.ts"
 import * as Options from "./Options.ts"
 import * as Protocol from "./Protocol.ts"
 import * as Resolver from "./Resolver.ts"
+import * as SpanAttributes from "./SpanAttributes.ts"
 import * as Tls from "./Tls.ts"
 import * as TlsOptions from "./TlsOptions.ts"
 
@@ -357,14 +358,17 @@ export const make = Effect.fn("TcpClient.make")(function* (
     let first: CapsError.ConnectError | CapsError.Timeout | CapsError.TlsError | undefined
     for (const { address } of addresses) {
       const result = yield* Effect.result(connectTo(address))
-      if (Result.isSuccess(result)) return result.success
+      if (Result.isSuccess(result)) {
+        yield* Effect.annotateCurrentSpan(SpanAttributes.peer(address, server.port))
+        return result.success
+      }
       first ??= result.failure
       if (!triesNextAddress(result.failure)) break
     }
     return yield* Effect.fail(first!)
   })
 
-  const request = Effect.fn("TcpClient.request")(
+  const request = Effect.fn("TcpClient.request", { kind: "client", attributes: SpanAttributes.server(server) })(
     function* (sentence: string) {
       if (sentence.includes("\n")) {
         return yield* new CapsError.MalformedInput({
@@ -393,6 +397,7 @@ export const make = Effect.fn("TcpClient.make")(function* (
       let connection = current ?? (yield* open)
       for (let sends = 1;; sends++) {
         const reused = connection.answered > 0
+        yield* SpanAttributes.event("attempt", { attempt: sends })
         const outcome = yield* connection.exchange(line).pipe(
           Effect.timeoutOrElse({ duration: replyTimeout, orElse: () => Effect.fail(timeout(replyTimeout, sends)) }),
         )

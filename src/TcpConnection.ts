@@ -70,6 +70,8 @@ export interface Outcome {
   readonly end: End
   /** Invalid UTF-8 sequences replaced with U+FFFD. */
   readonly malformed: number
+  /** Sentences the transform was given: lines for a "line" transform, reads for a "stream" one. */
+  readonly requests: number
 }
 
 // How long a draining connection that owes nothing waits for bytes already on their way to it.
@@ -105,6 +107,7 @@ class Served {
   #queued: Array<Owed> | undefined
   #running: Fiber.Fiber<string, unknown> | undefined
   #malformed = 0
+  #requests = 0
   #reported = false
   #writing = false
   #draining = false
@@ -171,10 +174,12 @@ class Served {
       const arrived = performance.now()
       if (this.transform.framing === "stream") {
         const rest = this.#decoder.end()
+        // Bytes left of an incomplete UTF-8 sequence: part of a sentence already counted.
         if (rest.length > 0) this.#reply(this.transform.apply(rest), "", arrived, 0, 0)
       } else {
         const last = this.#framer.end()
         if (last !== undefined) {
+          this.#requests++
           this.#reply(this.transform.apply(this.#decodeLine(last)), "", arrived, last.length, 1)
         }
       }
@@ -249,7 +254,9 @@ class Served {
     const before = this.#decoder.malformed
     const text = this.#decoder.decode(chunk)
     this.options.counters.invalidUtf8 += this.#decoder.malformed - before
-    this.#reply(this.transform.apply(text), "", arrived, chunk.length, this.#requestsIn(chunk))
+    const count = this.#requestsIn(chunk)
+    this.#requests += count
+    this.#reply(this.transform.apply(text), "", arrived, chunk.length, count)
   }
 
   // The requests a piece brings: its lines, and a sentence it leaves open (the textbook's client sends no
@@ -280,6 +287,7 @@ class Served {
     let answered = 0
     try {
       for (const line of framed.lines) {
+        this.#requests++
         const reply = this.transform.apply(this.#decodeLine(line))
         if (typeof reply === "string" && this.#queued === undefined) {
           out += reply + "\n"
@@ -404,7 +412,7 @@ class Served {
     if (this.#finished) return
     this.#finished = true
     this.detach()
-    this.resume({ end, malformed: this.#decoder.malformed + this.#malformed })
+    this.resume({ end, malformed: this.#decoder.malformed + this.#malformed, requests: this.#requests })
   }
 }
 

@@ -19,6 +19,11 @@
  *    at once;
  * 5. log one line saying how many connections finished and how many were cut.
  *
+ * Each connection is one `TcpServer.connection` span, a root span of kind
+ * server: who connected and where (`SpanAttributes.served`), and at its end
+ * how it ended and how many sentences it served. Its cost is per connection:
+ * no request makes a span.
+ *
  * With `tls` (certificate and key files, read and checked before binding),
  * every connection is TLS and is served exactly as a plaintext one once its
  * handshake is done. `reloadTls` reads the files again for new connections;
@@ -45,6 +50,7 @@ import * as ListenAddress from "./ListenAddress.ts"
 import * as Metrics from "./Metrics.ts"
 import * as Options from "./Options.ts"
 import * as Protocol from "./Protocol.ts"
+import * as SpanAttributes from "./SpanAttributes.ts"
 import * as TcpConnection from "./TcpConnection.ts"
 import * as TcpListener from "./TcpListener.ts"
 import * as Tls from "./Tls.ts"
@@ -203,6 +209,22 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
           control,
           clock.currentTimeMillisUnsafe(),
         ).pipe(
+          Effect.tap(({ end, malformed, requests }) =>
+            Effect.annotateCurrentSpan({
+              "caps.connection.end": end,
+              "caps.connection.requests": requests,
+              "caps.connection.malformed": malformed,
+            })
+          ),
+          // One span per connection, never per request: the bytes are answered in socket callbacks (the hot path).
+          Effect.withSpan("TcpServer.connection", {
+            kind: "server",
+            root: true,
+            attributes: {
+              ...SpanAttributes.served(peer, { address: socket.localAddress ?? "", port: socket.localPort ?? 0 }),
+              "caps.tls": credentials !== undefined,
+            },
+          }),
           Effect.tap(({ end, malformed }) =>
             Effect.suspend(() => {
               if (malformed > 0) counts.malformedConnections++

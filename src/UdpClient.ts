@@ -15,7 +15,6 @@
  * the first address is ever tried, and a closed port ends in `Timeout`.
  */
 import * as NodeDatagramSocket from "@effect/platform-node/NodeDatagramSocket"
-import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -33,6 +32,7 @@ import * as Endpoint from "./Endpoint.ts"
 import * as Options from "./Options.ts"
 import * as Protocol from "./Protocol.ts"
 import * as Resolver from "./Resolver.ts"
+import * as SpanAttributes from "./SpanAttributes.ts"
 
 /** How to reach the server; every field has a default. */
 export interface UdpClientOptions {
@@ -124,13 +124,6 @@ const ioError = (
   return mapped._tag === "ConnectionClosed" ? new CapsError.ConnectionRefused({ endpoint: server }) : mapped
 }
 
-/** Records an event on the current span, if there is one. */
-const spanEvent = (name: string, attributes: Record<string, unknown>) =>
-  Effect.currentSpan.pipe(
-    Effect.flatMap((span) => Effect.map(Clock.currentTimeNanos, (now) => span.event(name, now, attributes))),
-    Effect.ignore,
-  )
-
 /** Builds the client. It holds nothing between requests: each request opens and closes its own socket. */
 export const make = Effect.fn("UdpClient.make")(function* (
   options: UdpClientOptions = {},
@@ -155,7 +148,9 @@ export const make = Effect.fn("UdpClient.make")(function* (
       const reader = yield* socket.reader.pipe(Effect.mapError((error) => ioError(error, server, "send")))
       const writer = yield* socket.writer
       let sent = 0
-      const attempt = Effect.suspend(() => spanEvent("UdpClient.attempt", { attempt: ++sent, address })).pipe(
+      const attempt = Effect.suspend(() =>
+        SpanAttributes.event("attempt", { attempt: ++sent, "network.peer.address": address })
+      ).pipe(
         Effect.andThen(writer.write({ payload })),
         Effect.mapError((error) => ioError(error, server, "send")),
         Effect.andThen(reader.pull.pipe(Effect.mapError((error) => ioError(error, server, "receive")))),
@@ -169,28 +164,34 @@ export const make = Effect.fn("UdpClient.make")(function* (
           () => Effect.fail(new CapsError.Timeout({ endpoint: server, attempts, attemptMillis })),
         ),
         Effect.ensuring(
-          Effect.suspend(() => Effect.annotateCurrentSpan({ "caps.attempts": sent, "caps.address": address })),
+          Effect.suspend(() =>
+            Effect.annotateCurrentSpan({ ...SpanAttributes.peer(address, server.port), "caps.attempts": sent })
+          ),
         ),
       )
       return decoder.decode(datagrams[0].payload)
     }).pipe(Effect.scoped)
 
-  const request = Effect.fn("UdpClient.request")(function* (sentence: string) {
-    const payload = encoder.encode(sentence)
-    if (payload.length > maxBytes) {
-      return yield* new CapsError.MessageTooLarge({ transport: "udp", size: payload.length, limit: maxBytes })
-    }
-    const addresses = yield* resolver.resolve(server.host)
-    // Each address in turn while ICMP says nothing listens; the first failure is the one reported.
-    let first: UdpClientError | undefined
-    for (const { address } of addresses) {
-      const result = yield* Effect.result(exchange(address, payload))
-      if (Result.isSuccess(result)) return result.success
-      first ??= result.failure
-      if (result.failure._tag !== "ConnectionRefused") break
-    }
-    return yield* Effect.fail(first!)
-  })
+  const request = Effect.fn("UdpClient.request", { kind: "client", attributes: SpanAttributes.server(server) })(
+    function* (
+      sentence: string,
+    ) {
+      const payload = encoder.encode(sentence)
+      if (payload.length > maxBytes) {
+        return yield* new CapsError.MessageTooLarge({ transport: "udp", size: payload.length, limit: maxBytes })
+      }
+      const addresses = yield* resolver.resolve(server.host)
+      // Each address in turn while ICMP says nothing listens; the first failure is the one reported.
+      let first: UdpClientError | undefined
+      for (const { address } of addresses) {
+        const result = yield* Effect.result(exchange(address, payload))
+        if (Result.isSuccess(result)) return result.success
+        first ??= result.failure
+        if (result.failure._tag !== "ConnectionRefused") break
+      }
+      return yield* Effect.fail(first!)
+    },
+  )
 
   return UdpClient.of({ server, request })
 })

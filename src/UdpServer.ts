@@ -24,6 +24,10 @@
  * `node:dgram` server (bench/). The kernel's receive buffer, sized by
  * `receiveBufferBytes`, is the bounded receive queue; what overflows it the
  * kernel drops and counts (`UdpDrops`).
+ *
+ * With `traceDatagrams` each datagram is a `UdpServer.datagram` span (the
+ * sender, and what became of it); without, the message callback is the
+ * untraced one, so tracing off costs the hot path nothing.
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -36,6 +40,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import * as Dgram from "node:dgram"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
@@ -43,6 +48,7 @@ import * as ListenAddress from "./ListenAddress.ts"
 import * as Metrics from "./Metrics.ts"
 import * as Options from "./Options.ts"
 import * as Protocol from "./Protocol.ts"
+import * as SpanAttributes from "./SpanAttributes.ts"
 import { Transform, type TransformShape } from "./Transform.ts"
 import * as UdpDrops from "./UdpDrops.ts"
 import * as UdpGuard from "./UdpGuard.ts"
@@ -65,6 +71,11 @@ export interface UdpServerOptions {
   readonly receiveBufferBytes?: number | undefined
   /** Per-source-IP limit on datagrams served; off by default (see `UdpGuard`). */
   readonly rateLimit?: UdpGuard.RateLimit | undefined
+  /**
+   * One `UdpServer.datagram` span per datagram, with the sender and what became of it; off by default, since a
+   * span per datagram costs the hot path (a span per datagram is as many spans as requests).
+   */
+  readonly traceDatagrams?: boolean | undefined
 }
 
 /** The options as `make` checks them. */
@@ -79,6 +90,7 @@ export const UdpServerOptions = Schema.Struct({
     perSecond: Schema.Finite.check(Schema.isGreaterThan(0)),
     burst: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(1)),
   })),
+  traceDatagrams: Schema.optional(Schema.Boolean),
 })
 
 /** Counters of a running server. */
@@ -117,6 +129,17 @@ export type UdpServerError = CapsError.BindError | CapsError.NameNotResolved | C
 const decodeOptions = Options.decode(UdpServerOptions, "UdpServer")
 
 const encoder = new TextEncoder()
+
+// The outcomes of a datagram, as its span names them: the counters of `UdpServerStats` that one datagram moves.
+const DATAGRAM_RESULTS = [
+  "answered",
+  "loopGuarded",
+  "rateLimited",
+  "tooLarge",
+  "amplificationGuarded",
+  "failed",
+  "overloaded",
+] as const
 
 const refusalReason: Record<UdpGuard.Refusal, string> = {
   ReservedPort: "its source port is a reserved service port (below 1024), a reply could start a loop",
@@ -182,6 +205,9 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
       counts.replyBytes.observe(reply.length)
     }
 
+    // With `traceDatagrams`: the span of the datagram being answered, until a transform effect takes it over.
+    let datagramSpan: Tracer.Span | undefined
+
     const runTransform = (
       effect: Effect.Effect<string, unknown>,
       size: number,
@@ -195,12 +221,16 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
           () => `not answering ${peerOf(from)}: ${MAX_IN_FLIGHT} transform effects are already running`,
         )
       }
+      const span = datagramSpan
+      datagramSpan = undefined
       const fiber = runFork(effect)
       inFlight.add(fiber)
       fiber.addObserver((exit) => {
-        if (!inFlight.delete(fiber)) return // interrupted at shutdown
+        if (!inFlight.delete(fiber)) return span?.end(clock.currentTimeNanosUnsafe(), exit) // interrupted at shutdown
+        const before = span && datagramCounts()
         if (Exit.isSuccess(exit)) send(exit.value, size, from, arrived)
         else failed(from, exit.cause)
+        if (span !== undefined) endDatagramSpan(span, before!)
       })
     }
 
@@ -240,6 +270,47 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
       }
     }
 
+    // What became of a datagram: the counter its handling moved (each outcome moves exactly one).
+    const outcomeCount: Record<typeof DATAGRAM_RESULTS[number], () => number> = {
+      answered: () => counts.answered,
+      loopGuarded: () => refused.loop_guard,
+      rateLimited: () => refused.rate_limit,
+      tooLarge: () => refused.too_large,
+      amplificationGuarded: () => refused.amplification,
+      failed: () => counts.failed,
+      overloaded: () => refused.overloaded,
+    }
+    const datagramCounts = () => DATAGRAM_RESULTS.map((result) => outcomeCount[result]())
+    const endDatagramSpan = (span: Tracer.Span, before: ReadonlyArray<number>) => {
+      const moved = DATAGRAM_RESULTS.findIndex((result, i) => outcomeCount[result]() !== before[i])
+      if (moved >= 0) span.attribute("caps.datagram.result", DATAGRAM_RESULTS[moved])
+      span.end(clock.currentTimeNanosUnsafe(), Exit.void)
+    }
+    const tracer = yield* Effect.tracer
+    // `onMessage` in a span of its own; a transform effect takes the span over and ends it when it replies.
+    const onMessageTraced = (payload: Buffer, from: Dgram.RemoteInfo) => {
+      const span = tracer.span({
+        name: "UdpServer.datagram",
+        parent: Option.none(),
+        annotations: Context.empty(),
+        links: [],
+        startTime: clock.currentTimeNanosUnsafe(),
+        kind: "server",
+        root: true,
+        sampled: true,
+      })
+      const attributes = SpanAttributes.served(Endpoint.make(from.address, from.port, "udp"), local)
+      for (const key in attributes) span.attribute(key, attributes[key])
+      span.attribute("caps.datagram.bytes", payload.length)
+      const before = datagramCounts()
+      datagramSpan = span
+      onMessage(payload, from)
+      if (datagramSpan === undefined) return // taken over by a transform effect
+      datagramSpan = undefined
+      endDatagramSpan(span, before)
+    }
+    const receive = options.traceDatagrams === true ? onMessageTraced : onMessage
+
     const onSendError = (error: Error) => {
       counts.sendErrors++
       throttle.warn("SendError", () => `sending a reply from ${Endpoint.format(address)} failed: ${error.message}`)
@@ -248,11 +319,11 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
     // The serve loop: runs until interrupted, which detaches it; the scope then closes the socket.
     const serve = Effect.callback<never>(() => {
       socket.off("message", bound.hold)
-      socket.on("message", onMessage)
+      socket.on("message", receive)
       socket.on("error", onSendError)
-      for (const [payload, from] of bound.held.splice(0)) onMessage(payload, from)
+      for (const [payload, from] of bound.held.splice(0)) receive(payload, from)
       return Effect.sync(() => {
-        socket.off("message", onMessage)
+        socket.off("message", receive)
         socket.off("error", onSendError)
         // Anything arriving until the socket closes is not served.
         socket.on("message", () => {})
@@ -303,7 +374,8 @@ const zeroMeansUnset = (value: number): number | undefined => value === 0 ? unde
 
 /**
  * The server's settings from the environment, as the CLI reads them: `CAPS_HOST`, `CAPS_PORT`,
- * `CAPS_MAX_DATAGRAM_BYTES`, `CAPS_RECEIVE_BUFFER_BYTES` and `CAPS_RATE_LIMIT` (0 for the default, no limit).
+ * `CAPS_MAX_DATAGRAM_BYTES`, `CAPS_RECEIVE_BUFFER_BYTES`, `CAPS_RATE_LIMIT` (0 for the default, no limit) and
+ * `CAPS_TRACE_DATAGRAMS` (`true` for a span per datagram).
  */
 export const config: Config.Config<UdpServerOptions> = Config.all({
   host: Config.option(Config.String(Options.envVarOf("host"))).pipe(Config.map(Option.getOrUndefined)),
@@ -317,6 +389,7 @@ export const config: Config.Config<UdpServerOptions> = Config.all({
     Config.withDefault(0),
     Config.map((perSecond) => perSecond === 0 ? undefined : rateLimitOf(perSecond)),
   ),
+  traceDatagrams: Config.Boolean(Options.envVarOf("trace-datagrams")).pipe(Config.withDefault(false)),
 })
 
 /** The CLI's rate limit: `perSecond` sustained, bursts of twice that. */

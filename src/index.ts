@@ -17,6 +17,8 @@
  * - `Health`: the health check, one probe sentence over TCP and one over UDP (`caps check`).
  * - `TlsOptions`: TLS for TCP, its files (`ServerTls`, `ClientTls`) and what a certificate is (`CertificateInfo`);
  *   `Tls` (the files read and checked, the client's certificate check, handshake failures), under both TCP programs.
+ * - `SpanAttributes`: what the spans of the four programs say about endpoints, in OpenTelemetry's names; the
+ *   CLI's `TraceExport` sends them over OTLP (an embedder provides a `Tracer` of their own).
  */
 export * as CapsError from "./CapsError.ts"
 export * as Endpoint from "./Endpoint.ts"

@@ -8,7 +8,8 @@
  * The edge of the program: it runs the CLI on the platform's services and
  * turns the outcome into one line on stderr and a documented exit code
  * (`ExitCode.ts`). SIGINT and SIGTERM interrupt the program, so every socket
- * is closed by its scope on the way out.
+ * is closed by its scope on the way out, and the spans of an OTLP export
+ * (`TraceExport.ts`) are flushed.
  */
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
@@ -22,6 +23,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Scope from "effect/Scope"
 import * as Terminal from "effect/Terminal"
+import * as Tracer from "effect/Tracer"
 import * as CliError from "effect/cli/CliError"
 import * as CliOutput from "effect/cli/CliOutput"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
@@ -127,9 +129,23 @@ const onSignal = () => {
 process.on("SIGINT", onSignal)
 process.on("SIGTERM", onSignal)
 
+// Traces are exported only when an OTLP endpoint is set (TraceExport.ts), and only then is the exporter loaded:
+// unset, start-up pays for nothing. Its shutdown, as the program's scope closes, flushes the spans still buffered.
+const traceExport = process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+  ? Layer.effect(Tracer.Tracer)(Effect.gen(function* () {
+    const TraceExport = yield* Effect.promise(() => import("./TraceExport.ts"))
+    const started = yield* Effect.acquireRelease(
+      Effect.promise(() => TraceExport.start(process.env, Cli.VERSION)),
+      (started) => started._tag === "Started" ? Effect.promise(started.shutdown) : Effect.void,
+    )
+    if (started._tag === "Refused") return yield* Effect.fail(started.error)
+    return started.tracer ?? (yield* Effect.tracer)
+  })).pipe(Layer.tapCause(report)) // its bad settings fail outside the program, so they are reported here
+  : Layer.empty
+
 Cli.run.pipe(
   Effect.tapCause(report),
-  Effect.provide(Layer.mergeAll(platform, presenter, Layer.succeed(Logger.LogToStderr, true))),
+  Effect.provide(Layer.mergeAll(platform, presenter, Layer.succeed(Logger.LogToStderr, true), traceExport)),
   NodeRuntime.runMain({
     disableErrorReporting: true,
     teardown: (exit, onExit) => onExit(exitCodeOf(exit)),

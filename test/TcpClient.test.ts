@@ -309,6 +309,21 @@ describe("TcpClient: what is resent", () => {
       assert.deepStrictEqual(peer.received, [["first", "second"], ["second"]])
     }).pipe(Effect.scoped))
 
+  it.live("the resend is a second attempt event of the request's span", () =>
+    Effect.gen(function* () {
+      const { spans, tracer } = recordingTracer()
+      const peer = yield* closesOnSecond("reset")
+      const tcp = yield* clientOf(peer.port)
+      yield* tcp.request("first")
+      yield* tcp.request("second").pipe(Effect.withTracer(tracer))
+      const request = spans.find((span) => span.name === "TcpClient.request")!
+      assert.deepStrictEqual(request.events.map(([name, , attributes]) => [name, attributes.attempt]), [
+        ["attempt", 1],
+        ["attempt", 2],
+      ])
+      assert.strictEqual(request.attributes.get("caps.resent"), true)
+    }).pipe(Effect.scoped))
+
   it.live("a clean end of stream after the sentence was written is not resent: the server may have read it", () =>
     Effect.gen(function* () {
       const peer = yield* closesOnSecond("end")
@@ -523,5 +538,25 @@ describe("TcpClient: the library surface", () => {
       assert.deepStrictEqual(spans.map((span) => span.name), ["TcpClient.request", "Resolver.resolve"])
       const parent = spans[1].parent
       assert.isTrue(parent._tag === "Some" && parent.value === spans[0])
+    }).pipe(Effect.scoped))
+
+  it.live("the request span names the server and the address reached, in OpenTelemetry's attribute names", () =>
+    Effect.gen(function* () {
+      const { spans, tracer } = recordingTracer()
+      const server = yield* linePeer((line, socket) => socket.write(line.toUpperCase() + "\n"))
+      const tcp = yield* clientOf(server.port)
+      yield* tcp.request("traced").pipe(Effect.withTracer(tracer))
+      const [request] = spans
+      assert.strictEqual(request.kind, "client")
+      assert.deepStrictEqual(Object.fromEntries(request.attributes), {
+        "server.address": "127.0.0.1",
+        "server.port": server.port,
+        "network.transport": "tcp",
+        "network.peer.address": "127.0.0.1",
+        "network.peer.port": server.port,
+      })
+      assert.deepStrictEqual(request.events.map(([name, , attributes]) => [name, attributes]), [
+        ["attempt", { attempt: 1 }],
+      ])
     }).pipe(Effect.scoped))
 })

@@ -221,8 +221,31 @@ describe("UdpClient: the library surface", () => {
       assert.isDefined(request)
       assert.deepStrictEqual(
         request.events.map(([name, , attributes]) => [name, attributes.attempt]),
-        [["UdpClient.attempt", 1], ["UdpClient.attempt", 2], ["UdpClient.attempt", 3]],
+        [["attempt", 1], ["attempt", 2], ["attempt", 3]],
       )
       assert.strictEqual(request.attributes.get("caps.attempts"), 3)
+    }))
+
+  it.live("the request span names the server and the address reached, in OpenTelemetry's attribute names", () =>
+    Effect.gen(function* () {
+      const { spans, tracer } = recordingTracer()
+      // Silent to the first datagram: the reply comes to the resend.
+      const second = yield* peer((message, index) => index === 0 ? undefined : { payload: message })
+      const udp = yield* client({ port: second.port, attemptTimeout: "100 millis", attempts: 3 })
+      assert.strictEqual(yield* udp.request("again").pipe(Effect.withTracer(tracer)), "again")
+      const request = spans.find((span) => span.name === "UdpClient.request")!
+      assert.strictEqual(request.kind, "client")
+      assert.deepInclude(Object.fromEntries(request.attributes), {
+        "server.address": "127.0.0.1",
+        "server.port": second.port,
+        "network.transport": "udp",
+        "network.peer.address": "127.0.0.1",
+        "network.peer.port": second.port,
+        "caps.attempts": 2,
+      })
+      assert.deepStrictEqual(request.events.map(([name, , attributes]) => [name, attributes.attempt]), [
+        ["attempt", 1],
+        ["attempt", 2],
+      ])
     }))
 })
