@@ -19,6 +19,7 @@
 //                     imported lazily makes every module it shares with the rest initialised lazily (rolldown
 //                     wraps them), which costs every start a few milliseconds; as a file of its own it costs
 //                     nothing until traces are asked for (see TraceExport.ts for how the two copies meet)
+//   caps.metrics.{cjs,mjs}  src/MetricsEndpoint.ts, the HTTP endpoint of --metrics-port, apart for the same reason
 //   caps.inputs.json  what it was built from: the size and modification time of every file under src/, of the
 //                     build's own scripts and of the lockfiles; isFresh() compares them with the files on disk
 // Then the warm-up runs each command once on the pinned Node and Deno, against servers of its own on loopback, so
@@ -66,11 +67,20 @@ export const BUNDLE = `${DIST}/caps.bundle.cjs`
 export const BUNDLE_ESM = `${DIST}/caps.bundle.mjs`
 /** The executable (package.json "bin"). */
 export const ENTRY = `${DIST}/caps.mjs`
-/** The OTLP exporter, loaded by the bundle only when traces are exported: CommonJS and ESM, as the bundle. */
-export const TRACE_BUNDLE = `${DIST}/caps.trace.cjs`
-export const TRACE_BUNDLE_ESM = `${DIST}/caps.trace.mjs`
-const TRACE_IMPORT = "./TraceExport.ts"
-const TRACE_ID = "caps:trace-export"
+/**
+ * The modules bundled apart, each with its own copy of what it needs of Effect, and imported by the main bundle
+ * only when asked for: `source` is imported as `./<source>` by `importer` (under src/), and built into
+ * `caps.<name>.cjs` and `caps.<name>.mjs`, CommonJS and ESM as the main bundle.
+ */
+const APART = [
+  { name: "trace", source: "TraceExport.ts", importer: "main.ts", what: "the OTLP exporter" },
+  { name: "metrics", source: "MetricsEndpoint.ts", importer: "Cli.ts", what: "the metrics endpoint" },
+].map((apart) => ({
+  ...apart,
+  id: `caps:${apart.name}`,
+  cjs: `${DIST}/caps.${apart.name}.cjs`,
+  esm: `${DIST}/caps.${apart.name}.mjs`,
+}))
 const INPUTS = `${DIST}/caps.inputs.json`
 
 /** Files whose change makes the bundle stale, relative to ROOT, beside everything under src/. */
@@ -113,7 +123,7 @@ export function isFresh() {
   let recorded
   try {
     recorded = JSON.parse(io.read(INPUTS))
-    for (const file of [BUNDLE, BUNDLE_ESM, ENTRY, TRACE_BUNDLE, TRACE_BUNDLE_ESM]) io.stat(file)
+    for (const file of [BUNDLE, BUNDLE_ESM, ENTRY, ...APART.flatMap((apart) => [apart.cjs, apart.esm])]) io.stat(file)
   } catch {
     return false
   }
@@ -199,14 +209,14 @@ function startupPatches(seen, applied) {
   }
 }
 
-// main.ts's lazy import of the exporter becomes an import of the exporter's own bundle, beside the main one.
-const traceExportApart = {
-  name: "caps-trace-export-apart",
+// The lazy import of a module bundled apart becomes an import of its own bundle, beside the main one.
+const importsApart = {
+  name: "caps-imports-apart",
   resolveId(specifier, importer) {
-    if (specifier === TRACE_IMPORT && /[\\/]src[\\/]main\.ts$/.test(importer ?? "")) {
-      return { id: TRACE_ID, external: true }
-    }
-    return null
+    const apart = APART.find((apart) =>
+      specifier === `./${apart.source}` && (importer ?? "").endsWith(`${"/"}src${"/"}${apart.importer}`)
+    )
+    return apart === undefined ? null : { id: apart.id, external: true }
   },
 }
 
@@ -237,7 +247,7 @@ export async function build({ quiet = false, warmUp = true } = {}) {
     logLevel: "warn",
     // effect's ConfigProvider reads import.meta.env (Vite's); in CommonJS it is undefined, as on Node and Deno.
     checks: { emptyImportMeta: false },
-    plugins: [startupPatches(seen, applied), traceExportApart],
+    plugins: [startupPatches(seen, applied), importsApart],
   })
   const generate = async (format) => {
     const output = await bundle.generate({
@@ -245,8 +255,10 @@ export async function build({ quiet = false, warmUp = true } = {}) {
       minify: true,
       codeSplitting: false,
       comments: false,
-      // The exporter's bundle in the same format: node:vm's loader of the CommonJS bundle takes require, not import.
-      paths: { [TRACE_ID]: format === "cjs" ? "./caps.trace.cjs" : "./caps.trace.mjs" },
+      // The bundles apart in the same format: node:vm's loader of the CommonJS bundle takes require, not import.
+      paths: Object.fromEntries(
+        APART.map((apart) => [apart.id, `./caps.${apart.name}.${format === "cjs" ? "cjs" : "mjs"}`]),
+      ),
       dynamicImportInCjs: false,
     })
     const chunks = output.output.filter((item) => item.type === "chunk")
@@ -257,28 +269,32 @@ export async function build({ quiet = false, warmUp = true } = {}) {
   const cjs = (await generate("cjs")).replace(/^#!/, "//")
   const esm = await generate("esm")
   await bundle.close()
-  if (!/require\([`'"]\.\/caps\.trace\.cjs[`'"]\)/.test(cjs)) {
-    throw new Error("the bundle does not require caps.trace.cjs")
+  const builtApart = []
+  for (const apart of APART) {
+    for (
+      const [code, form] of [[cjs, `require("./caps.${apart.name}.cjs")`], [esm, `import("./caps.${apart.name}.mjs")`]]
+    ) {
+      if (!code.includes(form) && !code.includes(form.replaceAll('"', "`"))) {
+        throw new Error(`the bundle has no ${form}`)
+      }
+    }
+    const apartBundle = await rolldown({
+      input: path.join(ROOT, "src", apart.source),
+      cwd: ROOT,
+      platform: "node",
+      logLevel: "warn",
+      checks: { emptyImportMeta: false },
+      plugins: [startupPatches(seen, applied)],
+    })
+    const apartIn = async (format) => {
+      const chunks = (await apartBundle.generate({ format, minify: true, codeSplitting: false, comments: false }))
+        .output.filter((item) => item.type === "chunk")
+      if (chunks.length !== 1) throw new Error(`expected one chunk for ${apart.what}, rolldown made ${chunks.length}`)
+      return chunks[0].code
+    }
+    builtApart.push({ apart, cjs: await apartIn("cjs"), esm: await apartIn("esm") })
+    await apartBundle.close()
   }
-  if (!/import\([`'"]\.\/caps\.trace\.mjs[`'"]\)/.test(esm)) {
-    throw new Error("the bundle does not import caps.trace.mjs")
-  }
-  const traceBundle = await rolldown({
-    input: path.join(ROOT, "src", "TraceExport.ts"),
-    cwd: ROOT,
-    platform: "node",
-    logLevel: "warn",
-    checks: { emptyImportMeta: false },
-  })
-  const traceIn = async (format) => {
-    const chunks = (await traceBundle.generate({ format, minify: true, codeSplitting: false, comments: false }))
-      .output.filter((item) => item.type === "chunk")
-    if (chunks.length !== 1) throw new Error(`expected one chunk for the exporter, rolldown made ${chunks.length}`)
-    return chunks[0].code
-  }
-  const traceCjs = await traceIn("cjs")
-  const traceEsm = await traceIn("esm")
-  await traceBundle.close()
   for (const patch of PATCHES) {
     if (seen.has(patch.what) && !applied.has(patch.what)) {
       console.warn(`bundle: a start-up patch no longer applies, built without it: ${patch.what}`)
@@ -287,19 +303,23 @@ export async function build({ quiet = false, warmUp = true } = {}) {
   fs.mkdirSync(DIST, { recursive: true })
   writeAtomically(BUNDLE, cjs)
   writeAtomically(BUNDLE_ESM, esm)
-  writeAtomically(TRACE_BUNDLE, traceCjs)
-  writeAtomically(TRACE_BUNDLE_ESM, traceEsm)
+  for (const { apart, cjs, esm } of builtApart) {
+    writeAtomically(apart.cjs, cjs)
+    writeAtomically(apart.esm, esm)
+  }
   writeAtomically(ENTRY, fs.readFileSync(`${ROOT}/scripts/bin.mjs`, "utf8"))
   fs.chmodSync(ENTRY, 0o755)
   writeAtomically(INPUTS, JSON.stringify(inputs, null, 1) + "\n")
   const size = (fs.statSync(BUNDLE).size / 1024).toFixed(0)
-  const traceSize = (fs.statSync(TRACE_BUNDLE).size / 1024).toFixed(0)
+  const apartSizes = APART.map((apart) =>
+    `caps.${apart.name}.{cjs,mjs} (${(fs.statSync(apart.cjs).size / 1024).toFixed(0)} KiB)`
+  )
   const built = performance.now()
   if (!quiet) {
     const ms = (built - started).toFixed(0)
     console.error(
       `bundle: ${path.relative(process.cwd(), ENTRY)} + caps.bundle.{cjs,mjs} (${size} KiB), ` +
-        `caps.trace.{cjs,mjs} (${traceSize} KiB) in ${ms} ms`,
+        `${apartSizes.join(", ")} in ${ms} ms`,
     )
   }
   if (warmUp) {

@@ -12,6 +12,7 @@ import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
@@ -22,7 +23,6 @@ import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as FaultProxy from "./FaultProxy.ts"
 import * as Health from "./Health.ts"
-import type * as MetricsEndpoint from "./MetricsEndpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import * as Options from "./Options.ts"
 import * as Pinger from "./Pinger.ts"
@@ -301,9 +301,14 @@ const readyTcp = (server: TcpServer.TcpServer["Service"], flags: ServerFlags) =>
     if (certificate !== undefined) yield* Tls.reloadOnHangup(server.reloadTls)
   })
 
+/** Whether the servers serve, for `/readyz` (MetricsEndpoint.ts). */
+interface Readiness {
+  ready: boolean
+}
+
 // Serves until interrupted; `/readyz` says ready from now until the drain begins (this scope closes before the
 // servers' scopes, whose finalizers drain).
-const serveForever = (readiness: MetricsEndpoint.Readiness) =>
+const serveForever = (readiness: Readiness) =>
   Effect.acquireRelease(
     Effect.sync(() => {
       shutdown.byInterruptIsSuccess = true
@@ -322,15 +327,23 @@ const serveForever = (readiness: MetricsEndpoint.Readiness) =>
 const withOperatorsEndpoint = <A, E, R>(
   program: string,
   flags: ServerFlags,
-  serving: (readiness: MetricsEndpoint.Readiness) => Effect.Effect<A, E, R>,
+  serving: (readiness: Readiness) => Effect.Effect<A, E, R>,
 ) =>
   Option.match(flags.metricsPort, {
     onNone: () => serving({ ready: false }),
     onSome: (port) =>
       Effect.gen(function* () {
         const endpoint = yield* Effect.promise(() => import("./MetricsEndpoint.ts"))
-        const readiness: MetricsEndpoint.Readiness = { ready: false }
-        const address = yield* endpoint.serve({ host: flags.metricsHost, port }, readiness)
+        const readiness: Readiness = { ready: false }
+        const registry = yield* Metric.MetricRegistry
+        const started = yield* Effect.acquireRelease(
+          Effect.promise(() =>
+            endpoint.start({ host: flags.metricsHost, port, registry, ready: () => readiness.ready })
+          ),
+          (started) => started._tag === "Started" ? Effect.promise(started.shutdown) : Effect.void,
+        )
+        if (started._tag === "Refused") return yield* Effect.fail(started.error)
+        const address = started.address
         yield* Console.log(
           `caps ${program}: metrics on http://${Endpoint.formatHostPort(address.host, address.port)}/metrics`,
         )

@@ -5,7 +5,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import * as Net from "node:net"
 import * as ExitCode from "../src/ExitCode.ts"
-import { runCaps, startCaps } from "./support/Process.ts"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { CAPS_READY, isDeno, projectRoot, runCaps, start, startCaps } from "./support/Process.ts"
 import { connection, sleep, tcpExchange, udpExchange } from "./support/Sockets.ts"
 
 const MiB = 1024 * 1024
@@ -104,4 +106,41 @@ describe("caps serve --metrics-port", () => {
       assert.strictEqual(finished.code, ExitCode.USAGE, finished.stderr)
       assert.include(finished.stderr, "--metrics-port")
     }))
+
+  it.live.skipIf(isDeno)(
+    "the bundle that npm start runs serves it too, on Node and on Deno, from a file of its own",
+    () =>
+      Effect.gen(function* () {
+        const args = ["serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--max-connections", "50"]
+        const deno = Path.join(projectRoot, "node_modules", ".bin", "deno")
+        const launches = [
+          // scripts/caps.mjs runs dist/caps.mjs, built again first if src/ changed.
+          [process.execPath, Path.join(projectRoot, "scripts", "caps.mjs"), ...args],
+          // Deno runs the CommonJS bundle when it may read it, and the ESM one when it may not.
+          [
+            deno,
+            "run",
+            "--allow-net",
+            "--allow-env",
+            "--allow-read",
+            Path.join(projectRoot, "dist", "caps.mjs"),
+            ...args,
+          ],
+          [deno, "run", "--allow-net", "--allow-env", Path.join(projectRoot, "dist", "caps.mjs"), ...args],
+        ]
+        for (const command of launches) {
+          yield* Effect.scoped(Effect.gen(function* () {
+            const server = yield* start(command, { ready: CAPS_READY, count: 2, readyTimeoutMs: 60_000 })
+            const metricsPort = Number(METRICS_READY.exec(server.stdout())?.[1])
+            const scraped = yield* get(metricsPort, "/metrics")
+            assert.strictEqual(scraped.status, 200, command.join(" "))
+            assert.match(scraped.body, /^caps_build_info\{version="[^"]+",runtime="(node|deno)"/m, command.join(" "))
+          }))
+        }
+        // The endpoint is a bundle of its own, loaded only with --metrics-port: the main bundle holds none of it.
+        assert.notInclude(Fs.readFileSync(Path.join(projectRoot, "dist", "caps.bundle.cjs"), "utf8"), "version=0.0.4")
+        assert.include(Fs.readFileSync(Path.join(projectRoot, "dist", "caps.metrics.cjs"), "utf8"), "version=0.0.4")
+      }),
+    120_000,
+  )
 })
