@@ -157,39 +157,6 @@ const PATCHES = [
   },
 ]
 
-// The HTTP endpoint of `--metrics-port` (src/MetricsEndpoint.ts) is imported dynamically, so its modules run only
-// when it is asked for; but a bundler hoists their imports of Node's built-ins to the top of the one file, and
-// node:http, node:zlib, node:child_process and the rest cost some 15 MiB and 200 ms on Node (undici, loaded by
-// node:http as ESM) and 70 ms on Deno at every start. In the platform's modules, those imports become lookups
-// on first use.
-const LAZY_BUILTINS = ["http", "https", "zlib", "child_process", "stream/promises", "module"]
-const lazyBuiltin = (name) => `process.getBuiltinModule("node:${name}")`
-const LAZY_BUILTIN_IMPORT = new RegExp(
-  `import (\\* as (\\w+)|\\{([^}]*)\\}) from "node:(${LAZY_BUILTINS.join("|")})";`,
-  "g",
-)
-PATCHES.push(
-  {
-    what: "@effect/platform-node's internal/http: node:http and node:https loaded on first use",
-    file: /[\\/]platform-node[\\/]dist[\\/]internal[\\/]http\.js$/,
-    from: /import \{ createRequire \} from "node:module";[\s\S]*export const https = [^\n]*/,
-    to: `export const http = new Proxy({}, { get: (_, key) => ${lazyBuiltin("http")}[key] });\n` +
-      `export const https = new Proxy({}, { get: (_, key) => ${lazyBuiltin("https")}[key] });`,
-  },
-  {
-    what: "@effect/platform-node(-shared): node:zlib, node:child_process, node:stream/promises loaded on first use",
-    file: /[\\/]platform-node(-shared)?[\\/]dist[\\/]Node\w+\.js$/,
-    from: LAZY_BUILTIN_IMPORT,
-    to: (_, _clause, namespace, names, builtin) =>
-      namespace !== undefined
-        ? `const ${namespace} = new Proxy({}, { get: (_, key) => ${lazyBuiltin(builtin)}[key] });`
-        : names.split(",").map((name) => name.trim()).filter((name) => name !== "").map((name) => {
-          const [imported, local = imported] = name.split(/\s+as\s+/)
-          return `const ${local} = (...args) => ${lazyBuiltin(builtin)}.${imported}(...args);`
-        }).join("\n"),
-  },
-)
-
 // Reports, for each patch, whether its file was in the bundle and whether the patch applied to it.
 function startupPatches(seen, applied) {
   return {

@@ -26,7 +26,7 @@ import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServer from "effect/http/HttpServer"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as NetAddress from "effect/net/NetAddress"
-import type * as Http from "node:http"
+import * as Http from "node:http"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 
@@ -44,9 +44,6 @@ export interface EndpointOptions {
 export type Started =
   | { readonly _tag: "Started"; readonly address: Endpoint.Endpoint; readonly shutdown: () => Promise<void> }
   | { readonly _tag: "Refused"; readonly error: CapsError.BindError }
-
-// node:http is looked up here, not imported: in the source tree this module is imported lazily anyway.
-const nodeHttp = () => process.getBuiltinModule("node:http") as typeof Http
 
 const text = (status: number, body: string) => HttpServerResponse.text(body, { status })
 
@@ -78,7 +75,7 @@ export const serve = (options: EndpointOptions): Effect.Effect<Endpoint.Endpoint
     const context = yield* Layer.build(
       HttpRouter.serve(routes(options), { disableLogger: true, disableListenLog: true }).pipe(
         Layer.provideMerge(
-          NodeHttpServer.layerServer(() => nodeHttp().createServer(), { host: options.host, port: options.port }),
+          NodeHttpServer.layerServer(() => Http.createServer(), { host: options.host, port: options.port }),
         ),
       ),
     ).pipe(Effect.mapError((error) => CapsError.fromBindFailure(error.cause, requested)))
