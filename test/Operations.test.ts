@@ -1,7 +1,7 @@
 // The README's "Running caps" section says what the program does: its flag tables list exactly the flags (and
 // variables) of each command's --help, docs/PROXY.md's those of `caps proxy`; its metrics table lists exactly
-// the series the servers register, with their types and labels; and its Prometheus scrape config is the one
-// `npm run test:prometheus` runs, aimed at the port the systemd unit gives.
+// the series the servers register, with their types and labels; its Prometheus scrape config is the one
+// `npm run test:prometheus` runs, aimed at the port the systemd unit gives; its links within the README land.
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Metric } from "effect"
 import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
@@ -9,6 +9,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { README_TARGET, readmeScrapeConfig, scrapeConfigFor } from "../scripts/ScrapeConfig.ts"
+import { anchorsOf } from "./support/Anchors.ts"
 import { capsCommand, isDeno, projectRoot } from "./support/Process.ts"
 import { tcpServer, udpServer } from "./support/Servers.ts"
 
@@ -160,6 +161,13 @@ describe("README: Running caps", () => {
       tested.replace('"127.0.0.1:4321"', `"${README_TARGET}"`).replace("scrape_interval: 1s", "scrape_interval: 15s"),
       config,
     )
+  })
+
+  it("links within the README only to headings it has (GitHub's anchors)", () => {
+    const anchors = anchorsOf("README.md")
+    const links = [...README.matchAll(/\]\(#([^)]+)\)/g)].map((m) => m[1])
+    assert.isAtLeast(links.length, 5)
+    for (const anchor of links) assert.isTrue(anchors.has(anchor), `README.md links to #${anchor}, no heading gives it`)
   })
 
   it("leaves the logs and traces sections to their branches, and gives the container health check", () => {
