@@ -5,8 +5,9 @@
 // 2. Starts `caps serve` (the sources, on the runtime running this script: `deno run -A
 //    scripts/test-prometheus.ts` checks caps on Deno) on 127.0.0.1 with free ports and `--metrics-port 0`, and
 //    Prometheus on 127.0.0.1 with a temporary data directory and the scrape config of the README
-//    (scripts/ScrapeConfig.ts: only the target and a 1 s interval are replaced), checked by promtool first. Both are children of this script, stopped by their PIDs at the end (SIGTERM, then SIGKILL
-//    after 10 s), on success, failure and Ctrl-C alike; the temporary directory is removed.
+//    (scripts/ScrapeConfig.ts: only the target and a 1 s interval are replaced), checked by promtool first.
+//    Both are children of this script, stopped by their PIDs at the end (SIGTERM, then SIGKILL after 10 s), on
+//    success, failure, Ctrl-C and SIGTERM alike; the temporary directory is removed.
 // 3. Waits until Prometheus reports the target up, sends known traffic (below), waits until caps has closed
 //    every connection and for a scrape that began after that, then asks Prometheus's query API for each series
 //    and compares it with the exact number the traffic makes. Prints a table; exits 1 on any mismatch.
@@ -197,7 +198,9 @@ const query = async (prometheus: string, promql: string): Promise<Array<number>>
 // --- the traffic ---------------------------------------------------------------------------------------------
 
 /** A connection's replies as lines, and when it ends. */
-const connect = (port: number) =>
+const connect = (port: number) => withTimeout(`a TCP connection to caps's port ${port}`, connecting(port))
+
+const connecting = (port: number) =>
   new Promise<{ socket: Net.Socket; lines: Array<string>; closed: Promise<void> }>((resolve, reject) => {
     const socket = Net.connect({ host: HOST, port, allowHalfOpen: false })
     const lines: Array<string> = []
@@ -306,10 +309,12 @@ const cleanUp = async () => {
   directory = undefined
 }
 
-process.once("SIGINT", () => {
-  step("interrupted: stopping what it started")
-  void cleanUp().finally(() => process.exit(130))
-})
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    step(`${signal}: stopping what it started`)
+    void cleanUp().finally(() => process.exit(130))
+  })
+}
 
 const main = async (): Promise<boolean> => {
   if (!Fs.existsSync(PROMETHEUS)) installPrometheus()
@@ -327,7 +332,9 @@ const main = async (): Promise<boolean> => {
     "--max-datagram-bytes",
     String(LIMIT_BYTES),
   ])
-  children.push({ name: "caps", pid: caps.pid, output: caps.stderr, stop: caps.stop })
+  // SIGTERM, its graceful stop; SIGKILL if it has not exited within 10 s.
+  const stopCaps = async () => void await caps.terminate(10_000)
+  children.push({ name: "caps", pid: caps.pid, output: caps.stderr, stop: stopCaps })
   const metricsPort = caps.metricsPort!
   step(`caps serve (pid ${caps.pid}): TCP ${caps.tcpPort}, UDP ${caps.udpPort}, /metrics on ${metricsPort}`)
 
