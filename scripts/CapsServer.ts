@@ -19,6 +19,8 @@ export interface CapsServer {
   readonly pid: number
   readonly udpPort: number | undefined
   readonly tcpPort: number | undefined
+  /** The port of `/metrics`, when started with `--metrics-port`. */
+  readonly metricsPort: number | undefined
   readonly stderr: () => string
   readonly exited: Promise<{ readonly code: number | null; readonly signal: string | null }>
   readonly alive: () => boolean
@@ -65,12 +67,14 @@ export const startCaps = (command: "tcp-server" | "serve", extra: ReadonlyArray<
       stdout += text
       const udp = portOf(stdout, "udp")
       const tcp = portOf(stdout, "tcp")
+      const metrics = /: metrics on http:\/\/\S+:(\d+)\/metrics/.exec(stdout)?.[1]
       if (tcp === undefined || (command === "serve" && udp === undefined)) return
       clearTimeout(timer)
       resolve({
         pid,
         udpPort: udp === undefined ? undefined : Number(udp),
         tcpPort: Number(tcp),
+        metricsPort: metrics === undefined ? undefined : Number(metrics),
         stderr: () => stderr,
         exited,
         alive: () => running,

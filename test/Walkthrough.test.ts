@@ -8,6 +8,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { anchorsOf } from "./support/Anchors.ts"
 import { projectRoot } from "./support/Process.ts"
 
 const DOC = "docs/WALKTHROUGH.md"
@@ -34,21 +35,6 @@ const sectionOf = (title: string): string | undefined => {
   const rest = text.slice(start + 1)
   const end = rest.search(/^## /m)
   return end === -1 ? rest : rest.slice(0, end)
-}
-
-/** The anchors GitHub gives a Markdown file's headings (github-slugger's rule, duplicates numbered). */
-const anchorsOf = (file: string): Set<string> => {
-  const seen = new Map<string, number>()
-  const anchors = new Set<string>()
-  const body = read(file).replace(/^```[\s\S]*?^```$/gm, "")
-  for (const match of body.matchAll(/^#{1,6} (.*)$/gm)) {
-    const plain = match[1].replace(/\[([^\]]*)\]\([^)]*\)/g, "$1").replaceAll("`", "").trim()
-    const base = plain.toLowerCase().replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, "").replaceAll(" ", "-")
-    const count = seen.get(base) ?? 0
-    seen.set(base, count + 1)
-    anchors.add(count === 0 ? base : `${base}-${count}`)
-  }
-  return anchors
 }
 
 interface Link {
