@@ -33,6 +33,7 @@ import type * as Net from "node:net"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import { LineFramer } from "./LineFramer.ts"
+import * as LogAnnotations from "./LogAnnotations.ts"
 import type { TransformShape } from "./Transform.ts"
 import * as Utf8 from "./Utf8.ts"
 
@@ -223,7 +224,9 @@ class Served {
         size: framed.size,
         limit: this.options.maxLineBytes,
       })
-      this.#log(Effect.logWarning(`${error.message}; closing the connection from ${Endpoint.format(this.peer)}`))
+      this.#log(Effect.logWarning(`${error.message}; closing the connection from ${Endpoint.format(this.peer)}`), {
+        error: error._tag,
+      })
       return this.#finish("too-long")
     }
     // Replies to the lines of one read go out in one write, unless a transform effect comes between.
@@ -322,12 +325,16 @@ class Served {
   // Something failed inside this connection: logged once with the peer and the cause, and only it ends.
   #fail(what: string, cause: Cause.Cause<unknown>): void {
     if (this.#finished) return
-    this.#log(Effect.logError(`${what} for ${Endpoint.format(this.peer)}: closing its connection`, cause))
+    this.#log(
+      Effect.logError(`${what} for ${Endpoint.format(this.peer)}: closing its connection`, cause),
+      LogAnnotations.ofCause(cause),
+    )
     this.#finish("error")
   }
 
-  #log(effect: Effect.Effect<void>): void {
-    this.runFork(Effect.annotateLogs(effect, { peer: Endpoint.format(this.peer), transport: "tcp" }))
+  // The server's annotations (the connection's number) come with the fiber's context; the peer is added here.
+  #log(effect: Effect.Effect<void>, annotations: LogAnnotations.LogAnnotations = {}): void {
+    this.runFork(Effect.annotateLogs(effect, { ...LogAnnotations.ofPeer(this.peer), ...annotations }))
   }
 
   #finish(end: End): void {

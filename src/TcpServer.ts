@@ -41,6 +41,7 @@ import type * as Scope from "effect/Scope"
 import type * as CapsError from "./CapsError.ts"
 import * as DescriptorBudget from "./DescriptorBudget.ts"
 import * as Endpoint from "./Endpoint.ts"
+import * as LogAnnotations from "./LogAnnotations.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import * as Options from "./Options.ts"
 import * as Protocol from "./Protocol.ts"
@@ -176,7 +177,7 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
       Effect.suspend(() => {
         const control: TcpConnection.ConnectionControl = {}
         tracked.add(control)
-        counts.connectionsTotal++
+        const connection = ++counts.connectionsTotal
         return TcpConnection.serve(
           socket,
           peer,
@@ -196,12 +197,18 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
               )
             })
           ),
-          Effect.catchCause((cause) => Effect.logWarning(`connection from ${Endpoint.format(peer)} failed`, cause)),
+          Effect.catchCause((cause) =>
+            Effect.logWarning(`connection from ${Endpoint.format(peer)} failed`, cause).pipe(
+              Effect.annotateLogs(LogAnnotations.ofCause(cause)),
+            )
+          ),
           Effect.ensuring(Effect.sync(() => {
             tracked.delete(control)
             if (tracked.size === 0) onAllEnded?.()
           })),
           Effect.asVoid,
+          // Whatever this connection logs names it: its peer, and its number on this server.
+          Effect.annotateLogs({ ...LogAnnotations.ofPeer(peer), connection }),
         )
       })
 
@@ -239,7 +246,7 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
         `tcp-server on ${Endpoint.format(address)} stopped in ${clock.currentTimeMillisUnsafe() - started} ms: ` +
           `${atStart - cut} of ${atStart} open connections closed cleanly, ${cut} cut at the ` +
           `${Duration.toMillis(drainTimeout)} ms drain deadline; ${counts.connectionsTotal} served in all`,
-      )
+      ).pipe(Effect.annotateLogs({ transport: "tcp" }))
     })
 
     if (maxConnections < requested) {

@@ -17,6 +17,8 @@
  * - `Health`: the health check, one probe sentence over TCP and one over UDP (`caps check`).
  * - `TlsOptions`: TLS for TCP, its files (`ServerTls`, `ClientTls`) and what a certificate is (`CertificateInfo`);
  *   `Tls` (the files read and checked, the client's certificate check, handshake failures), under both TCP programs.
+ * - `LogAnnotations`: the fields the servers' log lines carry (peer, transport, connection, error);
+ *   `LogFormat`: the CLI's loggers for them (`--log-format text|json|logfmt`).
  */
 export * as CapsError from "./CapsError.ts"
 export * as Endpoint from "./Endpoint.ts"
@@ -24,6 +26,8 @@ export * as FaultProxy from "./FaultProxy.ts"
 export * as Faults from "./Faults.ts"
 export * as Health from "./Health.ts"
 export * as LineFramer from "./LineFramer.ts"
+export * as LogAnnotations from "./LogAnnotations.ts"
+export * as LogFormat from "./LogFormat.ts"
 export * as Options from "./Options.ts"
 export * as Pinger from "./Pinger.ts"
 export * as Protocol from "./Protocol.ts"
