@@ -553,9 +553,8 @@ const check = Command.make(
 /** `--log-format`, beside Effect's own `--log-level`: global, so that it can be given before or after the command. */
 export const logFormat = GlobalFlag.Setting("log-format")({
   flag: Flag.Literals("log-format", LogFormat.formats).pipe(
-    Flag.withDescription(
-      `the format of the log lines on stderr: text (default), json or logfmt (env ${envVarOf("log-format")})`,
-    ),
+    Flag.withMetavar("<text|json|logfmt>"),
+    Flag.withDescription(`the format of the log lines on stderr; default text (env ${envVarOf("log-format")})`),
     Flag.withFallbackConfig(Config.Literals(LogFormat.formats, envVarOf("log-format"))),
     Flag.withDefault("text" as const),
   ),

@@ -256,7 +256,7 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
       yield* Effect.logWarning(
         `${limit}: ${Endpoint.format(listener.address)} serves at most ${maxConnections} connections at once, ` +
           `not ${requested}, and closes more at once, so that accept never fails with EMFILE`,
-      )
+      ).pipe(Effect.annotateLogs({ transport: "tcp" }))
     }
     yield* Effect.forkScoped(listener.run(handle))
     if (Duration.isFinite(idleTimeout)) yield* Effect.forkScoped(sweepIdle)
