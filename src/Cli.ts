@@ -550,6 +550,9 @@ const check = Command.make(
   ),
 )
 
+/** The log format a command runs with, once its flags are parsed: main.ts reports a failure in it too. */
+export const logging: { format: LogFormat.LogFormat } = { format: "text" }
+
 /** `--log-format`, beside Effect's own `--log-level`: global, so that it can be given before or after the command. */
 export const logFormat = GlobalFlag.Setting("log-format")({
   flag: Flag.Literals("log-format", LogFormat.formats).pipe(
@@ -564,7 +567,12 @@ export const logFormat = GlobalFlag.Setting("log-format")({
 export const caps = Command.make("caps").pipe(
   Command.withDescription("capitalisation servers and clients over UDP and TCP, after the textbook's four programs"),
   Command.withSubcommands([udpServer, tcpServer, serve, udpClient, tcpClient, ping, proxy, check]),
-  Command.provide(() => Layer.unwrap(Effect.map(logFormat, LogFormat.layer))),
+  Command.provide(() =>
+    Layer.unwrap(Effect.map(logFormat, (format) => {
+      logging.format = format
+      return LogFormat.layer(format)
+    }))
+  ),
   Command.withGlobalFlags([logFormat]),
 )
 

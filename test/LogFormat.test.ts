@@ -1,11 +1,12 @@
 // The log lines of a real `caps serve` in each --log-format, provoked by bytes on the wire (invalid UTF-8 over UDP,
 // a line over the limit over TCP): json lines that JSON.parse reads whole, with the facts as annotations; logfmt
-// lines of key=value; text as it always was, without a record of annotations; the ready lines alone on stdout.
-// An unknown format is a usage error. And an embedder's own Logger gets the same annotations from the library.
+// lines of key=value; text as it always was, without a record of annotations; the ready lines alone on stdout;
+// a failure's line in the format too. An unknown format is a usage error. And an embedder's own Logger gets the same annotations from the library.
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import * as Logger from "effect/Logger"
 import * as References from "effect/References"
+import * as Dgram from "node:dgram"
 import * as ExitCode from "../src/ExitCode.ts"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as Transform from "../src/Transform.ts"
@@ -144,6 +145,27 @@ describe("caps --log-format", () => {
       }),
     40_000,
   )
+
+  it.live("json: a failure's one line is a JSON log line too, with the error's tag", () =>
+    Effect.gen(function* () {
+      const held = yield* Effect.acquireRelease(
+        Effect.callback<Dgram.Socket>((resume) => {
+          const socket = Dgram.createSocket("udp4")
+          socket.bind({ address: "127.0.0.1", port: 0 }, () => resume(Effect.succeed(socket)))
+        }),
+        (socket) => Effect.sync(() => socket.close()),
+      )
+      const port = String(held.address().port)
+      const failed = yield* runCaps(["udp-server", "--host", "127.0.0.1", "--port", port, "--log-format", "json"])
+      assert.strictEqual(failed.code, ExitCode.ofError.AddressInUse, failed.stderr)
+      const logged = lines(failed.stderr).map((line) => JSON.parse(line))
+      assert.strictEqual(logged.length, 1, failed.stderr)
+      assert.deepInclude(logged[0], {
+        level: "ERROR",
+        message: `address already in use: 127.0.0.1:${port}/udp`,
+        annotations: { error: "AddressInUse" },
+      })
+    }), 40_000)
 
   it.live(
     "an unknown format is a usage error (exit 2) that names the flag and the formats",
