@@ -52,6 +52,8 @@ export interface ConnectionOptions {
  * when nothing moved for the idle timeout.
  */
 export interface ConnectionControl {
+  /** Set by the server for a connection that starts after its drain began: it is drained from its start. */
+  readonly draining?: boolean | undefined
   /** Set by the connection while it runs. */
   drain?: (() => void) | undefined
   sweep?: ((nowMillis: number) => void) | undefined
@@ -192,6 +194,7 @@ class Served {
     this.control.drain = this.drain
     if (Number.isFinite(this.options.idleMillis)) this.control.sweep = this.sweep
     conn.resume()
+    if (this.control.draining === true) this.drain()
   }
 
   detach(): void {

@@ -170,12 +170,16 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
     }
     const tracked = new Set<TcpConnection.ConnectionControl>()
     const counts = { connectionsTotal: 0, idleTimeouts: 0, malformedConnections: 0, failedConnections: 0 }
+    // Once the drain has begun, and how many connections it has had to end (those open, and any accepted as it began).
+    const drainState = { started: false, connections: 0 }
     // Resumed when the last tracked connection ends, while a drain waits for that.
     let onAllEnded: (() => void) | undefined
 
     const handle = ({ peer, socket }: TcpListener.Connection) =>
       Effect.suspend(() => {
-        const control: TcpConnection.ConnectionControl = {}
+        // A connection accepted as the drain began starts its fiber after it: it is drained from its start.
+        const control: TcpConnection.ConnectionControl = { draining: drainState.started }
+        if (drainState.started) drainState.connections++
         tracked.add(control)
         const connection = ++counts.connectionsTotal
         return TcpConnection.serve(
@@ -234,7 +238,8 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
     const drain = Effect.gen(function* () {
       const started = clock.currentTimeMillisUnsafe()
       yield* listener.stopAccepting
-      const atStart = tracked.size
+      drainState.started = true
+      drainState.connections = tracked.size
       for (const control of tracked) control.drain?.()
       // Wait for the connections, and then for their sockets, which linger until the peers close theirs:
       // exiting earlier would reset them and lose replies the peers have not read yet.
@@ -244,7 +249,7 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
       const cut = tracked.size
       yield* Effect.logInfo(
         `tcp-server on ${Endpoint.format(address)} stopped in ${clock.currentTimeMillisUnsafe() - started} ms: ` +
-          `${atStart - cut} of ${atStart} open connections closed cleanly, ${cut} cut at the ` +
+          `${drainState.connections - cut} of ${drainState.connections} open connections closed cleanly, ${cut} cut at the ` +
           `${Duration.toMillis(drainTimeout)} ms drain deadline; ${counts.connectionsTotal} served in all`,
       ).pipe(Effect.annotateLogs({ transport: "tcp" }))
     })

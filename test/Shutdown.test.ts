@@ -5,7 +5,7 @@
 // exits 0, and exits 130 at once on a second signal.
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Scope } from "effect"
-import type * as Net from "node:net"
+import * as Net from "node:net"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as Transform from "../src/Transform.ts"
 import { lines, startCaps } from "./support/Process.ts"
@@ -112,6 +112,32 @@ describe("TcpServer shutdown by closing its scope", () => {
       assert.deepStrictEqual([clean, open, cut, deadline], ["1", "2", "1", "1000"], summaries[0])
       // The slow reader finds its connection closed once it reads what was sent before the cut.
       yield* Effect.promise(() => closedByPeer(slow, 3000))
+    }).pipe(Effect.provide(logs.layer))
+  })
+
+  it.live("a connection accepted just as the drain starts is drained too, not left open until the deadline", () => {
+    const logs = logCapture()
+    return Effect.gen(function* () {
+      // The race is between the accept and the first turn of the connection's fiber: tried a few times.
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const { server, close } = yield* scopedServer(Transform.upper, { drainTimeout: "2 seconds" })
+        // Not half-open: the client closes when the server ends the connection.
+        const client = yield* Effect.acquireRelease(
+          Effect.callback<Net.Socket, Error>((resume) => {
+            const socket = Net.connect({ host: "127.0.0.1", port: server.address.port })
+            socket.once("connect", () => resume(Effect.succeed(socket)))
+            socket.once("error", (error) => resume(Effect.fail(error)))
+          }),
+          (socket) => Effect.sync(() => socket.destroy()),
+        )
+        client.on("error", () => {})
+        const started = Date.now()
+        yield* close
+        const summary = logs.logged.filter((line) => SUMMARY.test(line)).at(-1) ?? ""
+        const [, , clean, open, cut] = SUMMARY.exec(summary) ?? []
+        assert.deepStrictEqual([clean, open, cut], ["1", "1", "0"], `attempt ${attempt}: ${summary}`)
+        assert.isBelow(Date.now() - started, 1000, `attempt ${attempt}: drained at once, not at the deadline`)
+      }
     }).pipe(Effect.provide(logs.layer))
   })
 
