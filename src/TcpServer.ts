@@ -247,9 +247,10 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
         Effect.timeoutOrElse({ duration: drainTimeout, orElse: () => Effect.void }),
       )
       const cut = tracked.size
+      const open = drainState.connections
       yield* Effect.logInfo(
         `tcp-server on ${Endpoint.format(address)} stopped in ${clock.currentTimeMillisUnsafe() - started} ms: ` +
-          `${drainState.connections - cut} of ${drainState.connections} open connections closed cleanly, ${cut} cut at the ` +
+          `${open - cut} of ${open} open connections closed cleanly, ${cut} cut at the ` +
           `${Duration.toMillis(drainTimeout)} ms drain deadline; ${counts.connectionsTotal} served in all`,
       ).pipe(Effect.annotateLogs({ transport: "tcp" }))
     })
