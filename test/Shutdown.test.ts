@@ -2,7 +2,7 @@
 // by SIGINT/SIGTERM (the CLI as a child process): it stops accepting at once,
 // closes idle connections at once, delivers the replies it owes within the
 // drain deadline, cuts what is left at the deadline, logs one summary line,
-// exits 0, and exits 130 at once on a second signal.
+// exits 0, and exits 130 at once on a second signal, but not on a copy of the first one milliseconds later.
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Scope } from "effect"
 import * as Net from "node:net"
