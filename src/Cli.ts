@@ -18,12 +18,14 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
+import * as GlobalFlag from "effect/cli/GlobalFlag"
 import * as ClientSession from "./ClientSession.ts"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as FaultProxy from "./FaultProxy.ts"
 import * as Health from "./Health.ts"
 import * as ListenAddress from "./ListenAddress.ts"
+import * as LogFormat from "./LogFormat.ts"
 import * as Options from "./Options.ts"
 import * as Pinger from "./Pinger.ts"
 import * as Protocol from "./Protocol.ts"
@@ -624,10 +626,30 @@ const check = Command.make(
   ),
 )
 
+/** The log format a command runs with, once its flags are parsed: main.ts reports a failure in it too. */
+export const logging: { format: LogFormat.LogFormat } = { format: "text" }
+
+/** `--log-format`, beside Effect's own `--log-level`: global, so that it can be given before or after the command. */
+export const logFormat = GlobalFlag.Setting("log-format")({
+  flag: Flag.Literals("log-format", LogFormat.formats).pipe(
+    Flag.withMetavar("<text|json|logfmt>"),
+    Flag.withDescription(`the format of the log lines on stderr; default text (env ${envVarOf("log-format")})`),
+    Flag.withFallbackConfig(Config.Literals(LogFormat.formats, envVarOf("log-format"))),
+    Flag.withDefault("text" as const),
+  ),
+})
+
 /** The `caps` command with its subcommands. */
 export const caps = Command.make("caps").pipe(
   Command.withDescription("capitalisation servers and clients over UDP and TCP, after the textbook's four programs"),
   Command.withSubcommands([udpServer, tcpServer, serve, udpClient, tcpClient, ping, proxy, check]),
+  Command.provide(() =>
+    Layer.unwrap(Effect.map(logFormat, (format) => {
+      logging.format = format
+      return LogFormat.layer(format)
+    }))
+  ),
+  Command.withGlobalFlags([logFormat]),
 )
 
 /** Runs `caps` on the process's arguments. */

@@ -37,6 +37,7 @@ import * as Os from "node:os"
 import * as CapsError from "./CapsError.ts"
 import * as DescriptorBudget from "./DescriptorBudget.ts"
 import * as Endpoint from "./Endpoint.ts"
+import * as LogAnnotations from "./LogAnnotations.ts"
 import * as Faults from "./Faults.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import * as Options from "./Options.ts"
@@ -261,7 +262,7 @@ export const make: (options: FaultProxyOptions) => Effect.Effect<FaultProxy["Ser
       const more = suppressed > 0 ? ` (and ${suppressed} more like it since the last such line)` : ""
       const log = level === "info" ? Effect.logInfo : Effect.logWarning
       runLog(
-        log(message() + more).pipe(Effect.annotateLogs({ peer: Endpoint.format(peer), transport: peer.transport })),
+        log(message() + more).pipe(Effect.annotateLogs(LogAnnotations.ofPeer(peer))),
       )
     }
 
@@ -315,13 +316,16 @@ export const make: (options: FaultProxyOptions) => Effect.Effect<FaultProxy["Ser
       Effect.suspend(() => {
         const control: TcpRelay.RelayControl = {}
         controls.add(control)
-        tcpStats.connections++
+        const number = ++tcpStats.connections
         return TcpRelay.relay(connection, relayOptions, control).pipe(
           Effect.catchCause((cause) =>
-            Effect.logWarning(`relaying the connection from ${Endpoint.format(connection.peer)} failed`, cause)
+            Effect.logWarning(`relaying the connection from ${Endpoint.format(connection.peer)} failed`, cause).pipe(
+              Effect.annotateLogs(LogAnnotations.ofCause(cause)),
+            )
           ),
           Effect.ensuring(Effect.sync(() => controls.delete(control))),
           Effect.asVoid,
+          Effect.annotateLogs({ ...LogAnnotations.ofPeer(connection.peer), connection: number }),
         )
       })
 

@@ -33,6 +33,7 @@ import type * as Net from "node:net"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import { LineFramer } from "./LineFramer.ts"
+import * as LogAnnotations from "./LogAnnotations.ts"
 import type * as Metrics from "./Metrics.ts"
 import type { TransformShape } from "./Transform.ts"
 import * as Utf8 from "./Utf8.ts"
@@ -54,6 +55,8 @@ export interface ConnectionOptions {
  * when nothing moved for the idle timeout.
  */
 export interface ConnectionControl {
+  /** Set by the server for a connection that starts after its drain began: it is drained from its start. */
+  readonly draining?: boolean | undefined
   /** Set by the connection while it runs. */
   drain?: (() => void) | undefined
   sweep?: ((nowMillis: number) => void) | undefined
@@ -222,6 +225,7 @@ class Served {
     this.control.drain = this.drain
     if (Number.isFinite(this.options.idleMillis)) this.control.sweep = this.sweep
     conn.resume()
+    if (this.control.draining === true) this.drain()
   }
 
   detach(): void {
@@ -277,7 +281,9 @@ class Served {
         size: framed.size,
         limit: this.options.maxLineBytes,
       })
-      this.#log(Effect.logWarning(`${error.message}; closing the connection from ${Endpoint.format(this.peer)}`))
+      this.#log(Effect.logWarning(`${error.message}; closing the connection from ${Endpoint.format(this.peer)}`), {
+        error: error._tag,
+      })
       return this.#finish("too-long")
     }
     // Replies to the lines of one read go out in one write, unless a transform effect comes between; they share
@@ -400,12 +406,16 @@ class Served {
   #fail(what: string, cause: Cause.Cause<unknown>): void {
     if (this.#finished) return
     this.options.counters.failed++
-    this.#log(Effect.logError(`${what} for ${Endpoint.format(this.peer)}: closing its connection`, cause))
+    this.#log(
+      Effect.logError(`${what} for ${Endpoint.format(this.peer)}: closing its connection`, cause),
+      LogAnnotations.ofCause(cause),
+    )
     this.#finish("error")
   }
 
-  #log(effect: Effect.Effect<void>): void {
-    this.runFork(Effect.annotateLogs(effect, { peer: Endpoint.format(this.peer), transport: "tcp" }))
+  // The server's annotations (the connection's number) come with the fiber's context; the peer is added here.
+  #log(effect: Effect.Effect<void>, annotations: LogAnnotations.LogAnnotations = {}): void {
+    this.runFork(Effect.annotateLogs(effect, { ...LogAnnotations.ofPeer(this.peer), ...annotations }))
   }
 
   #finish(end: End): void {

@@ -28,6 +28,7 @@ import * as Net from "node:net"
 import * as NodeTls from "node:tls"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
+import * as LogAnnotations from "./LogAnnotations.ts"
 import * as Tls from "./Tls.ts"
 import { WarningThrottle } from "./WarningThrottle.ts"
 
@@ -202,7 +203,9 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
       const fibers = yield* FiberSet.make<void, never>()
       const runFork = yield* FiberSet.runtime(fibers)<Exclude<R, Scope.Scope>>()
       const runLog = Effect.runForkWith(yield* Effect.context<never>())
-      const throttle = new WarningThrottle((message) => runLog(Effect.logWarning(message)))
+      const throttle = new WarningThrottle((message, annotations) =>
+        runLog(Effect.annotateLogs(Effect.logWarning(message), { transport: "tcp", ...annotations }))
+      )
       const logAcceptError = (error: Error) =>
         throttle.warn("AcceptError", () =>
           `accept failed on ${Endpoint.format(address)}: ${CapsError.errno(error) ?? "error"} (${error.message}); ` +
@@ -210,7 +213,8 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
       const logHandshakeFailure = (error: Error, peer: Endpoint.Endpoint) =>
         throttle.warn("TlsHandshake", () =>
           `TLS handshake failed from ${Endpoint.format(peer)} on ${Endpoint.format(address)}: ` +
-          `${Tls.describeHandshakeFailure(error)}; closed it (${handshakeFailures} so far)`)
+          `${Tls.describeHandshakeFailure(error)}; closed it (${handshakeFailures} so far)`, () =>
+          LogAnnotations.ofPeer(peer))
       const logRejected = () =>
         throttle.warn("ConnectionLimit", () =>
           `connection limit of ${maxConnections} reached on ${Endpoint.format(address)}: ` +

@@ -46,6 +46,7 @@ import type * as Scope from "effect/Scope"
 import type * as CapsError from "./CapsError.ts"
 import * as DescriptorBudget from "./DescriptorBudget.ts"
 import * as Endpoint from "./Endpoint.ts"
+import * as LogAnnotations from "./LogAnnotations.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import * as Metrics from "./Metrics.ts"
 import * as Options from "./Options.ts"
@@ -192,14 +193,18 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
       counters: counts,
     }
     const tracked = new Set<TcpConnection.ConnectionControl>()
+    // Once the drain has begun, and how many connections it has had to end (those open, and any accepted as it began).
+    const drainState = { started: false, connections: 0 }
     // Resumed when the last tracked connection ends, while a drain waits for that.
     let onAllEnded: (() => void) | undefined
 
     const handle = ({ peer, socket }: TcpListener.Connection) =>
       Effect.suspend(() => {
-        const control: TcpConnection.ConnectionControl = {}
+        // A connection accepted as the drain began starts its fiber after it: it is drained from its start.
+        const control: TcpConnection.ConnectionControl = { draining: drainState.started }
+        if (drainState.started) drainState.connections++
         tracked.add(control)
-        counts.accepted++
+        const connection = ++counts.accepted
         counts.active++
         return TcpConnection.serve(
           socket,
@@ -235,7 +240,11 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
               )
             })
           ),
-          Effect.catchCause((cause) => Effect.logWarning(`connection from ${Endpoint.format(peer)} failed`, cause)),
+          Effect.catchCause((cause) =>
+            Effect.logWarning(`connection from ${Endpoint.format(peer)} failed`, cause).pipe(
+              Effect.annotateLogs(LogAnnotations.ofCause(cause)),
+            )
+          ),
           // Interrupted: cut at the drain deadline, or the scope closed.
           Effect.onInterrupt(() => Effect.sync(() => counts.closed.cut++)),
           Effect.ensuring(Effect.sync(() => {
@@ -244,6 +253,8 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
             if (tracked.size === 0) onAllEnded?.()
           })),
           Effect.asVoid,
+          // Whatever this connection logs names it: its peer, and its number on this server.
+          Effect.annotateLogs({ ...LogAnnotations.ofPeer(peer), connection }),
         )
       })
 
@@ -269,7 +280,8 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
     const drain = Effect.gen(function* () {
       const started = clock.currentTimeMillisUnsafe()
       yield* listener.stopAccepting
-      const atStart = tracked.size
+      drainState.started = true
+      drainState.connections = tracked.size
       for (const control of tracked) control.drain?.()
       // Wait for the connections, and then for their sockets, which linger until the peers close theirs:
       // exiting earlier would reset them and lose replies the peers have not read yet.
@@ -277,11 +289,12 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
         Effect.timeoutOrElse({ duration: drainTimeout, orElse: () => Effect.void }),
       )
       const cut = tracked.size
+      const open = drainState.connections
       yield* Effect.logInfo(
         `tcp-server on ${Endpoint.format(address)} stopped in ${clock.currentTimeMillisUnsafe() - started} ms: ` +
-          `${atStart - cut} of ${atStart} open connections closed cleanly, ${cut} cut at the ` +
+          `${open - cut} of ${open} open connections closed cleanly, ${cut} cut at the ` +
           `${Duration.toMillis(drainTimeout)} ms drain deadline; ${counts.accepted} served in all`,
-      )
+      ).pipe(Effect.annotateLogs({ transport: "tcp" }))
     })
 
     if (maxConnections < requested) {
@@ -291,7 +304,7 @@ export const make: (options?: TcpServerOptions) => Effect.Effect<TcpServer["Serv
       yield* Effect.logWarning(
         `${limit}: ${Endpoint.format(listener.address)} serves at most ${maxConnections} connections at once, ` +
           `not ${requested}, and closes more at once, so that accept never fails with EMFILE`,
-      )
+      ).pipe(Effect.annotateLogs({ transport: "tcp" }))
     }
     yield* Effect.forkScoped(listener.run(handle))
     if (Duration.isFinite(idleTimeout)) yield* Effect.forkScoped(sweepIdle)

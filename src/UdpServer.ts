@@ -45,6 +45,7 @@ import * as Dgram from "node:dgram"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"
+import * as LogAnnotations from "./LogAnnotations.ts"
 import * as Metrics from "./Metrics.ts"
 import * as Options from "./Options.ts"
 import * as Protocol from "./Protocol.ts"
@@ -169,8 +170,13 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
     const now = () => clock.currentTimeMillisUnsafe()
     const guard = new UdpGuard.UdpGuard({ serverPort: address.port, rateLimit: options.rateLimit })
     const runFork = Effect.runForkWith(yield* Effect.context<never>())
-    const throttle = new WarningThrottle((message) => runFork(Effect.logWarning(message)), now)
-    const peerOf = (from: Dgram.RemoteInfo) => Endpoint.format(Endpoint.make(from.address, from.port, "udp"))
+    const throttle = new WarningThrottle(
+      (message, annotations) => runFork(Effect.annotateLogs(Effect.logWarning(message), annotations)),
+      now,
+    )
+    const endpointOf = (from: Dgram.RemoteInfo) => Endpoint.make(from.address, from.port, "udp")
+    const peerOf = (from: Dgram.RemoteInfo) => Endpoint.format(endpointOf(from))
+    const annotationsOf = (from: Dgram.RemoteInfo) => () => LogAnnotations.ofPeer(endpointOf(from))
     const inFlight = new Set<Fiber.Fiber<string, unknown>>()
 
     // A transform that failed costs its datagram only: logged (throttled) with the sender and the cause.
@@ -181,7 +187,12 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
       const more = suppressed > 0 ? ` (and ${suppressed} more like it since the last such line)` : ""
       runFork(
         Effect.logError(`transform failed for ${peerOf(from)}: datagram not answered${more}`, cause).pipe(
-          Effect.annotateLogs({ peer: peerOf(from), transport: "udp" }),
+          Effect.annotateLogs({
+            ...LogAnnotations.ofPeer(endpointOf(from)),
+            ...LogAnnotations.ofCause(cause),
+            kind: "TransformFailed",
+            ...(suppressed > 0 ? { suppressed } : {}),
+          }),
         ),
       )
     }
@@ -196,6 +207,7 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
           () =>
             `not answering ${peerOf(from)}: a ${reply.length}-byte reply to ${size} bytes exceeds the ` +
             `${UdpGuard.AMPLIFICATION_FACTOR}x amplification bound`,
+          annotationsOf(from),
         )
       }
       socket.send(reply, from.port, from.address)
@@ -219,6 +231,7 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
         return throttle.warn(
           "Overloaded",
           () => `not answering ${peerOf(from)}: ${MAX_IN_FLIGHT} transform effects are already running`,
+          annotationsOf(from),
         )
       }
       const span = datagramSpan
@@ -242,19 +255,31 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
       if (refusal !== undefined) {
         if (refusal === "RateLimited") refused.rate_limit++
         else refused.loop_guard++
-        return throttle.warn(refusal, () => `not answering ${peerOf(from)}: ${refusalReason[refusal]}`)
+        return throttle.warn(
+          refusal,
+          () => `not answering ${peerOf(from)}: ${refusalReason[refusal]}`,
+          annotationsOf(from),
+        )
       }
       const size = payload.length
       if (size > maxBytes) {
         refused.too_large++
         const error = new CapsError.MessageTooLarge({ transport: "udp", size, limit: maxBytes })
-        return throttle.warn("TooLarge", () => `${error.message} from ${peerOf(from)}; not answered`)
+        return throttle.warn(
+          "TooLarge",
+          () => `${error.message} from ${peerOf(from)}; not answered`,
+          () => ({ ...LogAnnotations.ofPeer(endpointOf(from)), error: error._tag }),
+        )
       }
       const decoded = Utf8.decodeWhole(payload)
       if (decoded.malformed > 0) {
         malformedDatagrams++
         counts.invalidUtf8 += decoded.malformed
-        throttle.warn("Malformed", () => `invalid UTF-8 from ${peerOf(from)}: replaced with U+FFFD and answered`)
+        throttle.warn(
+          "Malformed",
+          () => `invalid UTF-8 from ${peerOf(from)}: replaced with U+FFFD and answered`,
+          annotationsOf(from),
+        )
       }
       const reply = transform.apply(decoded.text)
       if (typeof reply === "string") send(reply, size, from, arrived)
@@ -313,7 +338,11 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
 
     const onSendError = (error: Error) => {
       counts.sendErrors++
-      throttle.warn("SendError", () => `sending a reply from ${Endpoint.format(address)} failed: ${error.message}`)
+      throttle.warn(
+        "SendError",
+        () => `sending a reply from ${Endpoint.format(address)} failed: ${error.message}`,
+        () => ({ transport: "udp" }),
+      )
     }
 
     // The serve loop: runs until interrupted, which detaches it; the scope then closes the socket.
@@ -347,7 +376,7 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
         return Effect.logInfo(
           `udp-server on ${Endpoint.format(address)} stopped: ${counts.received} datagrams received, ` +
             `${counts.answered} answered${kernel}`,
-        )
+        ).pipe(Effect.annotateLogs({ transport: "udp" }))
       })
     )
     const stats = Effect.sync((): UdpServerStats => ({

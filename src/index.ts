@@ -19,6 +19,8 @@
  *   `Tls` (the files read and checked, the client's certificate check, handshake failures), under both TCP programs.
  * - `SpanAttributes`: what the spans of the four programs say about endpoints, in OpenTelemetry's names; the
  *   CLI's `TraceExport` sends them over OTLP (an embedder provides a `Tracer` of their own).
+ * - `LogAnnotations`: the fields the servers' log lines carry (peer, transport, connection, error);
+ *   `LogFormat`: the CLI's loggers for them (`--log-format text|json|logfmt`).
  */
 export * as CapsError from "./CapsError.ts"
 export * as Endpoint from "./Endpoint.ts"
@@ -26,6 +28,8 @@ export * as FaultProxy from "./FaultProxy.ts"
 export * as Faults from "./Faults.ts"
 export * as Health from "./Health.ts"
 export * as LineFramer from "./LineFramer.ts"
+export * as LogAnnotations from "./LogAnnotations.ts"
+export * as LogFormat from "./LogFormat.ts"
 export * as Metrics from "./Metrics.ts"
 export * as Options from "./Options.ts"
 export * as Pinger from "./Pinger.ts"

@@ -29,6 +29,8 @@ import * as CliOutput from "effect/cli/CliOutput"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Cli from "./Cli.ts"
 import * as ExitCode from "./ExitCode.ts"
+import * as LogAnnotations from "./LogAnnotations.ts"
+import * as LogFormat from "./LogFormat.ts"
 import * as Runtime from "./Runtime.ts"
 
 // `caps check` exits 1 for a usage error too: Docker's HEALTHCHECK reserves 2.
@@ -98,15 +100,31 @@ const exitCodeOf = (exit: Exit.Exit<unknown, unknown>): number => {
   return ExitCode.INTERNAL
 }
 
+// The one line of a failure: text for people; with --log-format json or logfmt, a log line like the others (with
+// the error's tag), so that what reads the logs reads this one too.
 const report = (cause: Cause.Cause<unknown>) =>
-  Effect.sync(() => {
+  Effect.suspend(() => {
     const error = Cause.findErrorOption(cause)
+    const structured = Cli.logging.format !== "text"
+    const log = (
+      message: string,
+      annotations: LogAnnotations.LogAnnotations,
+      logged = Cause.empty as Cause.Cause<unknown>,
+    ) =>
+      Effect.logError(message, logged).pipe(
+        Effect.annotateLogs(annotations),
+        Effect.provide(LogFormat.layer(Cli.logging.format)),
+      )
     if (error._tag === "Some") {
-      if (CliError.isCliError(error.value)) return
-      process.stderr.write(`caps: ${(error.value as Error).message}\n`)
+      if (CliError.isCliError(error.value)) return Effect.void
+      const message = (error.value as Error).message
+      if (structured) return log(message, LogAnnotations.ofCause(cause))
+      return Effect.sync(() => process.stderr.write(`caps: ${message}\n`))
     } else if (!Cause.hasInterruptsOnly(cause)) {
-      process.stderr.write(`caps: internal error\n${Cause.pretty(cause)}\n`)
+      if (structured) return log("internal error", {}, cause)
+      return Effect.sync(() => process.stderr.write(`caps: internal error\n${Cause.pretty(cause)}\n`))
     }
+    return Effect.void
   })
 
 const unsupported = Runtime.problem()

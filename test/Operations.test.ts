@@ -170,8 +170,10 @@ describe("README: Running caps", () => {
     for (const anchor of links) assert.isTrue(anchors.has(anchor), `README.md links to #${anchor}, no heading gives it`)
   })
 
-  it("leaves the logs section to its branch, says how traces are exported, and gives the container health check", () => {
-    assert.include(section(running, "### Logs"), "<!-- logs: filled in by the logs branch -->")
+  it("says how logs are formatted and traces exported, and gives the container health check", () => {
+    for (const word of ["--log-format", "CAPS_LOG_FORMAT", "--log-level", "json", "logfmt"]) {
+      assert.include(section(running, "### Logs"), word)
+    }
     for (const variable of ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_PROTOCOL"]) {
       assert.include(section(running, "### Traces"), variable)
     }

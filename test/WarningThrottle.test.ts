@@ -1,6 +1,6 @@
 // The warning throttle on a hand-driven clock: one line a second per kind, the next one says how many
 // were held back since, kinds are independent, a held-back message is never even built, and the
-// default clock is the wall clock.
+// default clock is the wall clock; each line is annotated with its kind and what was held back.
 import { assert, describe, it } from "@effect/vitest"
 import { WarningThrottle } from "../src/WarningThrottle.ts"
 
@@ -65,6 +65,22 @@ describe("WarningThrottle", () => {
     const { throttle } = throttled()
     throttle.warn("Malformed", () => "first")
     throttle.warn("Malformed", () => assert.fail("a held-back message was built"))
+  })
+
+  it("annotates a line with its kind, the caller's fields and, after held-back ones, how many", () => {
+    const annotated: Array<unknown> = []
+    let now = 0
+    const throttle = new WarningThrottle((_, annotations) => annotated.push(annotations), () => now)
+    throttle.warn("Malformed", () => "first", () => ({ peer: "127.0.0.1:40000", transport: "udp" }))
+    throttle.warn("Malformed", () => "held", () => assert.fail("held-back annotations were built"))
+    now = 1000
+    throttle.warn("Malformed", () => "next", () => ({ peer: "127.0.0.1:40001", transport: "udp" }))
+    throttle.warn("AcceptError", () => "no fields")
+    assert.deepStrictEqual(annotated, [
+      { peer: "127.0.0.1:40000", transport: "udp", kind: "Malformed" },
+      { peer: "127.0.0.1:40001", transport: "udp", kind: "Malformed", suppressed: 1 },
+      { kind: "AcceptError" },
+    ])
   })
 
   it("reads the wall clock when no clock is given", () => {

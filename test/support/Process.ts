@@ -207,6 +207,11 @@ export interface Server {
   readonly stderr: () => string
   /** Sends `signal` (SIGTERM by default) to the server alone and waits at most `withinMs` for it to exit. */
   readonly stop: (signal?: NodeJS.Signals, withinMs?: number) => Effect.Effect<Stopped>
+  /**
+   * Waits at most `withinMs` for the server to exit, sending nothing (a test that sent its own signals); it is
+   * killed if it does not. `millis` counts from the call.
+   */
+  readonly exit: (withinMs?: number) => Effect.Effect<Stopped>
 }
 
 /** How to start a server. */
@@ -273,17 +278,21 @@ export const start = (
       })
     })
     const pid = child.process.pid ?? 0
+    const exitWithin = async (since: number, withinMs: number): Promise<Stopped> => {
+      const exited = await waitExit(child, withinMs)
+      if (exited !== undefined) return { ...exited, millis: Date.now() - since, forced: false }
+      killGroup(child, "SIGKILL")
+      const killed = (await waitExit(child, 5_000)) ?? { code: null, signal: null }
+      return { ...killed, millis: Date.now() - since, forced: true }
+    }
     const stop = (signal: NodeJS.Signals = "SIGTERM", withinMs = 5_000): Effect.Effect<Stopped> =>
-      Effect.promise(async () => {
+      Effect.promise(() => {
         const sentAt = Date.now()
         // process.kill, not child.kill: Deno's ChildProcess.kill reports the signal sent instead of the real exit.
         if (child.exited === undefined) process.kill(pid, signal)
-        const exited = await waitExit(child, withinMs)
-        if (exited !== undefined) return { ...exited, millis: Date.now() - sentAt, forced: false }
-        killGroup(child, "SIGKILL")
-        const killed = (await waitExit(child, 5_000)) ?? { code: null, signal: null }
-        return { ...killed, millis: Date.now() - sentAt, forced: true }
+        return exitWithin(sentAt, withinMs)
       })
+    const exit = (withinMs = 5_000): Effect.Effect<Stopped> => Effect.promise(() => exitWithin(Date.now(), withinMs))
     return {
       pid,
       ports,
@@ -291,6 +300,7 @@ export const start = (
       stdout: () => child.output.stdout,
       stderr: () => child.output.stderr,
       stop,
+      exit,
     }
   })
 
