@@ -11,6 +11,7 @@ import process from "node:process"
 import * as Transform from "../src/Transform.ts"
 import * as UdpServer from "../src/UdpServer.ts"
 import * as UdpSocket from "../src/UdpSocket.ts"
+import { isDeno } from "./support/Process.ts"
 import { statsOf, withUdpServer } from "./support/Servers.ts"
 import { openFdsOf, openSockets, socketsBackTo, udpExchange, waitUntil } from "./support/Sockets.ts"
 
@@ -262,6 +263,18 @@ describe("UdpSocket", () => {
       const size = bound.socket.getRecvBufferSize()
       assert.isTrue(size >= 8192 && size <= 16384, `receive buffer of ${size} bytes`)
     }).pipe(Effect.scoped))
+
+  // Deno's setRecvBufferSize accepts any size (and reports it back), so only Node can be refused one.
+  it.live.skipIf(isDeno)(
+    "a receive buffer size the kernel refuses fails the bind with a typed error",
+    () =>
+      Effect.gen(function* () {
+        const error = yield* UdpSocket.bind("127.0.0.1", 0, 2 ** 31).pipe(Effect.scoped, Effect.flip)
+        assert.strictEqual(error._tag, "NetworkError")
+        assert.include(error.message, "bind 127.0.0.1:0/udp failed")
+        assert.include(error.message, "buffer size")
+      }),
+  )
 
   it.live("an error reported after binding (a failed recvmsg) is the server's: the socket stays open", () =>
     Effect.gen(function* () {
