@@ -1,7 +1,8 @@
 // The UDP server against raw loopback datagrams: it answers each sender,
 // never loses the first datagram (nor those that arrive while it is still
 // being built), replaces invalid UTF-8, refuses oversized datagrams without
-// dying, and frees its port when its scope closes. Its bound socket
+// dying, and frees its port when its scope closes; it runs at most
+// MAX_IN_FLIGHT transform effects and interrupts them when it stops. Its bound socket
 // (`UdpSocket`) holds a bounded number of early datagrams, sizes the
 // kernel's receive queue, and leaks nothing when binding fails.
 import { assert, describe, it } from "@effect/vitest"
@@ -11,9 +12,10 @@ import process from "node:process"
 import * as Transform from "../src/Transform.ts"
 import * as UdpServer from "../src/UdpServer.ts"
 import * as UdpSocket from "../src/UdpSocket.ts"
+import { logCapture } from "./support/Logs.ts"
 import { isDeno } from "./support/Process.ts"
 import { statsOf, withUdpServer } from "./support/Servers.ts"
-import { openFdsOf, openSockets, socketsBackTo, udpExchange, waitUntil } from "./support/Sockets.ts"
+import { openFdsOf, openSockets, sleep, socketsBackTo, udpExchange, waitUntil } from "./support/Sockets.ts"
 
 const exchange = (port: number, payload: Uint8Array | string, options?: Parameters<typeof udpExchange>[2]) =>
   Effect.promise(() => udpExchange(port, payload, options))
@@ -104,15 +106,22 @@ describe("UdpServer", () => {
       assert.strictEqual((yield* exchange(server.address.port, "after")).toString(), "AFTER")
     }).pipe(Effect.scoped))
 
-  it.live("replaces invalid UTF-8 with U+FFFD, answers, and keeps serving [failure: invalid-utf8]", () =>
-    withUdpServer((server) =>
+  it.live("replaces invalid UTF-8 with U+FFFD, answers, logs it with the sender, and keeps serving [failure: invalid-utf8]", () => {
+    const logs = logCapture()
+    return withUdpServer((server) =>
       Effect.gen(function* () {
+        const invalid = (line: string) => line.includes("invalid UTF-8")
+        assert.strictEqual((yield* exchange(server.address.port, "before")).toString(), "BEFORE")
+        assert.isFalse(logs.logged.some(invalid), "valid UTF-8 is not reported")
         const reply = yield* exchange(server.address.port, new Uint8Array([0x61, 0xc3, 0x28, 0x62]))
         assert.strictEqual(reply.toString(), "A\uFFFD(B")
         assert.strictEqual(statsOf(server).malformed, 1)
+        const warning = logs.logged.find(invalid) ?? logs.logged.join("\n")
+        assert.match(warning, /^Warn invalid UTF-8 from 127\.0\.0\.1:\d+\/udp: replaced with U\+FFFD and answered/)
         assert.strictEqual((yield* exchange(server.address.port, "after")).toString(), "AFTER")
       })
-    ))
+    ).pipe(Effect.provide(logs.layer))
+  })
 
   it.live("does not answer a datagram over the configured maximum, and keeps serving", () =>
     withUdpServer(
@@ -215,6 +224,63 @@ describe("UdpServer", () => {
       assert.strictEqual(again.address.port, server.address.port)
       yield* Effect.promise(() => socketsBackTo(before))
     }))
+})
+
+describe("UdpServer transform effects", () => {
+  /** An upper-casing transform whose effects wait for `gate`. */
+  const gated = (gate: Promise<void>): Transform.TransformShape => ({
+    name: "gated",
+    framing: "stream",
+    apply: (text) => Effect.promise(() => gate).pipe(Effect.as(text.toUpperCase())),
+  })
+
+  it.live("runs at most MAX_IN_FLIGHT transform effects at once: one datagram more is not answered, and counted", () => {
+    let open = () => {}
+    const gate = new Promise<void>((resolve) => (open = resolve))
+    return withUdpServer(
+      (server) =>
+        Effect.gen(function* () {
+          const client = yield* recordingClient
+          const total = UdpServer.MAX_IN_FLIGHT + 1
+          // In batches that the receive buffer holds, each received before the next is sent.
+          for (let sent = 0; sent < total;) {
+            const batch = Math.min(50, total - sent)
+            for (let i = 0; i < batch; i++) client.socket.send(`d${sent + i}`, server.address.port, "127.0.0.1")
+            sent += batch
+            yield* Effect.promise(() => waitUntil(() => statsOf(server).received === sent, 2000, `${sent} received`))
+          }
+          assert.strictEqual(statsOf(server).overloaded, 1)
+          assert.strictEqual(statsOf(server).answered, 0)
+          open()
+          // All sent at once, so the client's receive buffer drops most: the server's count says they went out.
+          yield* Effect.promise(() =>
+            waitUntil(() => statsOf(server).answered === UdpServer.MAX_IN_FLIGHT, 5000, "the effects' replies")
+          )
+          yield* Effect.promise(() => waitUntil(() => client.replies.length > 0, 2000, "a reply delivered"))
+          assert.isTrue(client.replies.every((reply) => /^D\d+$/.test(reply)), "upper-cased replies")
+        }),
+      {},
+      gated(gate),
+    ).pipe(Effect.scoped)
+  })
+
+  it.live("a transform effect still running when the server stops is interrupted, not reported as failed", () => {
+    const logs = logCapture()
+    return Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const server = yield* UdpServer.make({ host: "127.0.0.1", port: 0 }).pipe(
+        Scope.provide(scope),
+        Effect.provide(Transform.layer(gated(new Promise<void>(() => {})))),
+      )
+      const client = yield* recordingClient
+      client.socket.send("never answered", server.address.port, "127.0.0.1")
+      yield* Effect.promise(() => waitUntil(() => statsOf(server).received === 1, 2000, "the datagram received"))
+      yield* Scope.close(scope, Exit.void)
+      yield* Effect.promise(() => sleep(50))
+      assert.strictEqual(statsOf(server).failed, 0)
+      assert.isFalse(logs.logged.some((line) => line.includes("transform failed")), logs.logged.join("\n"))
+    }).pipe(Effect.scoped, Effect.provide(logs.layer))
+  })
 })
 
 describe("UdpSocket", () => {
