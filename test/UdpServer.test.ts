@@ -234,7 +234,8 @@ describe("UdpServer transform effects", () => {
     apply: (text) => Effect.promise(() => gate).pipe(Effect.as(text.toUpperCase())),
   })
 
-  it.live("runs at most MAX_IN_FLIGHT transform effects at once: one datagram more is not answered, and counted", () => {
+  it.live("runs at most MAX_IN_FLIGHT transform effects at once: one datagram more is not answered, counted, logged", () => {
+    const logs = logCapture()
     let open = () => {}
     const gate = new Promise<void>((resolve) => (open = resolve))
     return withUdpServer(
@@ -251,6 +252,11 @@ describe("UdpServer transform effects", () => {
           }
           assert.strictEqual(statsOf(server).overloaded, 1)
           assert.strictEqual(statsOf(server).answered, 0)
+          const overloaded = `not answering 127.0.0.1:${client.socket.address().port}/udp: ` +
+            `${UdpServer.MAX_IN_FLIGHT} transform effects are already running`
+          yield* Effect.promise(() =>
+            waitUntil(() => logs.logged.some((line) => line.includes(overloaded)), 2000, "the overload logged")
+          )
           open()
           // All sent at once, so the client's receive buffer drops most: the server's count says they went out.
           yield* Effect.promise(() =>
@@ -261,7 +267,7 @@ describe("UdpServer transform effects", () => {
         }),
       {},
       gated(gate),
-    ).pipe(Effect.scoped)
+    ).pipe(Effect.scoped, Effect.provide(logs.layer))
   })
 
   it.live("a transform effect still running when the server stops is interrupted, not reported as failed", () => {
