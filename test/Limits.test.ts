@@ -10,6 +10,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Net from "node:net"
+import * as DescriptorBudget from "../src/DescriptorBudget.ts"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as Transform from "../src/Transform.ts"
 import { CAPS_READY, capsCommand, isDeno, skipWithoutPython, start, startCaps } from "./support/Process.ts"
@@ -102,6 +103,27 @@ describe("TcpServer connection limit", () => {
         assert.strictEqual(statsOf(server).connectionsRejected, 10)
       }), { maxConnections: 3 }).pipe(Effect.provide(logs.layer))
   })
+})
+
+describe("TcpServer connection limit and the descriptor limit (in process)", () => {
+  const limit = DescriptorBudget.softLimit()
+  it.live.skipIf(limit === undefined)(
+    "a maxConnections given above what the known descriptor limit leaves is capped to it, and said",
+    () => {
+      const logs = logCapture()
+      return withTcpServer((server) =>
+        Effect.gen(function* () {
+          const capped = logs.logged.find((line) => line.includes("serves at most")) ?? logs.logged.join("\n")
+          assert.match(
+            capped,
+            new RegExp(
+              `^Warn descriptor limit \\(ulimit -n\\) is ${limit}: 127\\.0\\.0\\.1:${server.address.port}/tcp ` +
+                `serves at most \\d+ connections at once, not 10000000`,
+            ),
+          )
+        }), { maxConnections: 10_000_000 }).pipe(Effect.provide(logs.layer))
+    },
+  )
 })
 
 describe("TcpServer idle timeout", () => {
