@@ -112,7 +112,7 @@ describe("TcpServer connection limit and the descriptor limit (in process)", () 
     () => {
       const logs = logCapture()
       return withTcpServer((server) =>
-        Effect.gen(function* () {
+        Effect.sync(() => {
           const capped = logs.logged.find((line) => line.includes("serves at most")) ?? logs.logged.join("\n")
           assert.match(
             capped,
