@@ -26,6 +26,7 @@ export default {
     "src/Endpoint.ts",
     "src/CapsError.ts",
     // The servers: held datagrams, limits, idle timeout, drain.
+    "src/UdpSocket.ts",
     "src/UdpServer.ts",
     "src/TcpConnection.ts",
     "src/TcpListener.ts",

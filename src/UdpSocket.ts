@@ -25,15 +25,13 @@ export interface Bound {
 }
 
 // Every destination is the IP literal a datagram came from: answer at once, sparing the
-// `process.nextTick` that Node's default lookup adds to every send.
+// `process.nextTick` that Node's default lookup adds to every send. dgram reads only the address
+// (Node 24 and Deno 2.9 send to it whatever family is returned); the literal's own family is given.
 const literalLookup = (
   hostname: string,
-  options: unknown,
+  _options: unknown,
   callback: (error: NodeJS.ErrnoException | null, address: string, family: number) => void,
-) => {
-  const family = typeof options === "object" && options !== null ? (options as { family?: unknown }).family : options
-  callback(null, hostname, family === 6 || family === "IPv6" ? 6 : 4)
-}
+) => callback(null, hostname, Net.isIP(hostname))
 
 /** Binds `host` (an IP literal) and `port`; `receiveBufferBytes` sizes the kernel's receive queue. */
 export const bind = (

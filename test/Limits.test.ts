@@ -10,6 +10,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Net from "node:net"
+import * as DescriptorBudget from "../src/DescriptorBudget.ts"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as Transform from "../src/Transform.ts"
 import { CAPS_READY, capsCommand, isDeno, skipWithoutPython, start, startCaps } from "./support/Process.ts"
@@ -104,6 +105,27 @@ describe("TcpServer connection limit", () => {
   })
 })
 
+describe("TcpServer connection limit and the descriptor limit (in process)", () => {
+  const limit = DescriptorBudget.softLimit()
+  it.live.skipIf(limit === undefined)(
+    "a maxConnections given above what the known descriptor limit leaves is capped to it, and said",
+    () => {
+      const logs = logCapture()
+      return withTcpServer((server) =>
+        Effect.sync(() => {
+          const capped = logs.logged.find((line) => line.includes("serves at most")) ?? logs.logged.join("\n")
+          assert.match(
+            capped,
+            new RegExp(
+              `^Warn descriptor limit \\(ulimit -n\\) is ${limit}: 127\\.0\\.0\\.1:${server.address.port}/tcp ` +
+                `serves at most \\d+ connections at once, not 10000000`,
+            ),
+          )
+        }), { maxConnections: 10_000_000 }).pipe(Effect.provide(logs.layer))
+    },
+  )
+})
+
 describe("TcpServer idle timeout", () => {
   it.live("a connection with no bytes for idleTimeout is closed and counted; an active one stays open [failure: idle-peer]", () =>
     withTcpServer((server) =>
@@ -139,6 +161,106 @@ describe("TcpServer idle timeout", () => {
         )
         yield* alive(server.address.port)
       }), { idleTimeout: "300 millis" }))
+})
+
+describe("TcpServer idle timeout, with a transform effect", () => {
+  it.live("a connection waiting for a transform effect longer than idleTimeout is not idle: it gets its reply", () => {
+    const slow: Transform.TransformShape = {
+      name: "slow",
+      framing: "line",
+      apply: (text) => Effect.sleep("900 millis").pipe(Effect.as(text.toUpperCase())),
+    }
+    return withTcpServer(
+      (server) =>
+        Effect.gen(function* () {
+          const client = yield* connection(server.address.port)
+          assert.strictEqual(yield* ask(client, "slow\n"), "SLOW\n")
+          assert.strictEqual(statsOf(server).idleTimeouts, 0)
+          client.destroy() // so that the server's shutdown need not wait for it
+        }),
+      { idleTimeout: "300 millis" },
+      slow,
+    )
+  })
+})
+
+describe("TcpServer backpressure behind transform effects (in process)", () => {
+  /** Resolves once `count()` has not changed for 300 ms (at most 10 s); returns it. */
+  const settled = (count: () => number) =>
+    Effect.promise(async () => {
+      let last = -1
+      for (let i = 0; i < 100 && count() !== last; i++) {
+        last = count()
+        await sleep(300)
+      }
+      return count()
+    })
+
+  /** A line transform answering upper-cased through an effect (after `gate`, when given), counting the lines read. */
+  const counted = (gate?: Promise<void>) => {
+    let lines = 0
+    const transform: Transform.TransformShape = {
+      name: "counted",
+      framing: "line",
+      apply: (text) => {
+        lines++
+        return gate === undefined
+          ? Effect.sync(() => text.toUpperCase())
+          : Effect.promise(() => gate).pipe(Effect.as(text.toUpperCase()))
+      },
+    }
+    return { transform, lines: () => lines }
+  }
+
+  const LINE = "x".repeat(999) + "\n" // 1,000 bytes
+
+  it.live("a client that floods and never reads stops being read, though every reply goes through an effect", () => {
+    const { transform, lines } = counted()
+    return withTcpServer(
+      (server) =>
+        Effect.gen(function* () {
+          const flood = yield* connection(server.address.port)
+          flood.on("error", () => {})
+          flood.pause()
+          // 32 MiB of lines: far more than the socket buffers of both sides and the server's queue hold.
+          const sent = 32 * 1024
+          flood.write(LINE.repeat(sent))
+          const read = yield* settled(lines)
+          assert.isAbove(read, 0)
+          assert.isBelow(read, sent / 2, `the server read ${read} of ${sent} lines from a client that reads nothing`)
+          yield* alive(server.address.port)
+          flood.destroy()
+        }),
+      {},
+      transform,
+    )
+  })
+
+  it.live("replies waiting behind a transform effect pause reading at 1,024, and all come, in order, once it ends", () => {
+    let open = () => {}
+    const gate = new Promise<void>((resolve) => (open = resolve))
+    const { transform, lines } = counted(gate)
+    return withTcpServer(
+      (server) =>
+        Effect.gen(function* () {
+          const client = yield* connection(server.address.port)
+          const sent = 8 * 1024
+          const requests = Array.from({ length: sent }, (_, i) => `${i} `.padEnd(999, "x") + "\n").join("")
+          const replies = readAtLeast(client, requests.length, 20_000)
+          client.write(requests)
+          const read = yield* settled(lines)
+          // 1,024 queued, plus the rest of the read that filled the queue (64 KiB at most: 65 lines).
+          assert.isAtLeast(read, 1024)
+          assert.isBelow(read, 1024 + 200, `${read} of ${sent} lines read while the first transform effect ran`)
+          open()
+          const reply = (yield* Effect.promise(() => replies)).toString()
+          assert.strictEqual(reply, requests.toUpperCase())
+          client.destroy()
+        }),
+      {},
+      transform,
+    )
+  })
 })
 
 describe("TcpServer line length bound (count:, default maxLineBytes of 64 KiB)", () => {

@@ -159,8 +159,9 @@ describe("TcpServer shutdown by closing its scope", () => {
       )
     }))
 
-  it.live("delivers a reply still being written when the scope closes in full, then ends the connection", () =>
-    Effect.gen(function* () {
+  it.live("delivers a reply still being written when the scope closes in full, then ends the connection", () => {
+    const logs = logCapture()
+    return Effect.gen(function* () {
       // A reply a million times its request: far more than the socket buffers hold while the client does not read.
       const inflate: Transform.TransformShape = {
         name: "inflate",
@@ -181,7 +182,12 @@ describe("TcpServer shutdown by closing its scope", () => {
       assert.strictEqual(received.outcome(), "end")
       assert.strictEqual(received.data().length, 4_000_000)
       assert.isTrue(received.data().every((byte, i) => byte === "PING".charCodeAt(i % 4)))
-    }))
+      // Ended as soon as its reply was written, not cut at the deadline.
+      const summary = logs.logged.find((line) => SUMMARY.test(line)) ?? logs.logged.join("\n")
+      const [, , clean, open, cut] = SUMMARY.exec(summary) ?? []
+      assert.deepStrictEqual([clean, open, cut], ["1", "1", "0"], summary)
+    }).pipe(Effect.provide(logs.layer))
+  })
 
   it.live("answers a request whose bytes arrived just before the scope closed, then ends the connection", () =>
     Effect.gen(function* () {

@@ -225,8 +225,9 @@ describe("UdpServer loop guard", () => {
 })
 
 describe("UdpServer rate limit", () => {
-  it.live("a burst beyond the per-source limit is partly refused and counted; another source IP is still served", () =>
-    Effect.gen(function* () {
+  it.live("a burst beyond the per-source limit is partly refused, counted and logged; another source IP is still served", () => {
+    const logs = logCapture()
+    return Effect.gen(function* () {
       const udp = yield* server({ rateLimit: { perSecond: 5, burst: 5 } })
       const port = udp.address.port
       const flooder = yield* udpSocket("127.0.0.1")
@@ -239,7 +240,11 @@ describe("UdpServer rate limit", () => {
       assert.strictEqual(statsOf(udp).rateLimited, 30 - answered)
       const other = yield* Effect.promise(() => udpExchange(port, "another source", { from: "127.0.0.2" }))
       assert.strictEqual(other.toString(), "ANOTHER SOURCE")
-    }))
+      const refusal = `not answering 127.0.0.1:${flooder.socket.address().port}/udp: its source exceeds the ` +
+        "per-source rate limit"
+      assert.isTrue(logs.logged.some((line) => line.includes(refusal)), logs.logged.join("\n"))
+    }).pipe(Effect.provide(logs.layer))
+  })
 })
 
 describe("UdpServer oversized datagrams", () => {

@@ -1,14 +1,21 @@
 // The UDP server against raw loopback datagrams: it answers each sender,
 // never loses the first datagram (nor those that arrive while it is still
 // being built), replaces invalid UTF-8, refuses oversized datagrams without
-// dying, and frees its port when its scope closes.
+// dying, and frees its port when its scope closes; it runs at most
+// MAX_IN_FLIGHT transform effects and interrupts them when it stops. Its bound socket
+// (`UdpSocket`) holds a bounded number of early datagrams, sizes the
+// kernel's receive queue, and leaks nothing when binding fails.
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import * as Dgram from "node:dgram"
+import process from "node:process"
 import * as Transform from "../src/Transform.ts"
 import * as UdpServer from "../src/UdpServer.ts"
+import * as UdpSocket from "../src/UdpSocket.ts"
+import { logCapture } from "./support/Logs.ts"
+import { isDeno } from "./support/Process.ts"
 import { statsOf, withUdpServer } from "./support/Servers.ts"
-import { openSockets, socketsBackTo, udpExchange, waitUntil } from "./support/Sockets.ts"
+import { openFdsOf, openSockets, sleep, socketsBackTo, udpExchange, waitUntil } from "./support/Sockets.ts"
 
 const exchange = (port: number, payload: Uint8Array | string, options?: Parameters<typeof udpExchange>[2]) =>
   Effect.promise(() => udpExchange(port, payload, options))
@@ -99,15 +106,22 @@ describe("UdpServer", () => {
       assert.strictEqual((yield* exchange(server.address.port, "after")).toString(), "AFTER")
     }).pipe(Effect.scoped))
 
-  it.live("replaces invalid UTF-8 with U+FFFD, answers, and keeps serving [failure: invalid-utf8]", () =>
-    withUdpServer((server) =>
+  it.live("replaces invalid UTF-8 with U+FFFD, answers, logs it with the sender, and keeps serving [failure: invalid-utf8]", () => {
+    const logs = logCapture()
+    return withUdpServer((server) =>
       Effect.gen(function* () {
+        const invalid = (line: string) => line.includes("invalid UTF-8")
+        assert.strictEqual((yield* exchange(server.address.port, "before")).toString(), "BEFORE")
+        assert.isFalse(logs.logged.some(invalid), "valid UTF-8 is not reported")
         const reply = yield* exchange(server.address.port, new Uint8Array([0x61, 0xc3, 0x28, 0x62]))
         assert.strictEqual(reply.toString(), "A\uFFFD(B")
         assert.strictEqual(statsOf(server).malformed, 1)
+        const warning = logs.logged.find(invalid) ?? logs.logged.join("\n")
+        assert.match(warning, /^Warn invalid UTF-8 from 127\.0\.0\.1:\d+\/udp: replaced with U\+FFFD and answered/)
         assert.strictEqual((yield* exchange(server.address.port, "after")).toString(), "AFTER")
       })
-    ))
+    ).pipe(Effect.provide(logs.layer))
+  })
 
   it.live("does not answer a datagram over the configured maximum, and keeps serving", () =>
     withUdpServer(
@@ -166,6 +180,22 @@ describe("UdpServer", () => {
       })
     ))
 
+  it.live("a failed bind leaves no descriptor open", () =>
+    withUdpServer((server) =>
+      Effect.gen(function* () {
+        // Node keeps the descriptor of a socket whose bind failed until it is closed; such a socket is bound to
+        // nothing, so only the descriptor count sees it. Twenty failures: a leak is twenty descriptors, more
+        // than the few files a runtime may open meanwhile.
+        const before = openFdsOf(process.pid)
+        for (let i = 0; i < 20; i++) {
+          const error = yield* UdpSocket.bind("127.0.0.1", server.address.port).pipe(Effect.scoped, Effect.flip)
+          assert.strictEqual(error._tag, "AddressInUse")
+        }
+        const grown = openFdsOf(process.pid) - before
+        assert.isBelow(grown, 10, `${grown} descriptors more after 20 failed binds`)
+      })
+    ))
+
   it.live("fails to bind an address this host does not have with AddressNotAvailable", () =>
     Effect.gen(function* () {
       const error = yield* UdpServer.make({ host: "192.0.2.1", port: 0 }).pipe(
@@ -194,4 +224,140 @@ describe("UdpServer", () => {
       assert.strictEqual(again.address.port, server.address.port)
       yield* Effect.promise(() => socketsBackTo(before))
     }))
+})
+
+describe("UdpServer transform effects", () => {
+  /** An upper-casing transform whose effects wait for `gate`. */
+  const gated = (gate: Promise<void>): Transform.TransformShape => ({
+    name: "gated",
+    framing: "stream",
+    apply: (text) => Effect.promise(() => gate).pipe(Effect.as(text.toUpperCase())),
+  })
+
+  it.live("runs at most MAX_IN_FLIGHT transform effects at once: one datagram more is not answered, counted, logged", () => {
+    const logs = logCapture()
+    let open = () => {}
+    const gate = new Promise<void>((resolve) => (open = resolve))
+    return withUdpServer(
+      (server) =>
+        Effect.gen(function* () {
+          const client = yield* recordingClient
+          const total = UdpServer.MAX_IN_FLIGHT + 1
+          // In batches that the receive buffer holds, each received before the next is sent.
+          for (let sent = 0; sent < total;) {
+            const batch = Math.min(50, total - sent)
+            for (let i = 0; i < batch; i++) client.socket.send(`d${sent + i}`, server.address.port, "127.0.0.1")
+            sent += batch
+            yield* Effect.promise(() => waitUntil(() => statsOf(server).received === sent, 2000, `${sent} received`))
+          }
+          assert.strictEqual(statsOf(server).overloaded, 1)
+          assert.strictEqual(statsOf(server).answered, 0)
+          const overloaded = `not answering 127.0.0.1:${client.socket.address().port}/udp: ` +
+            `${UdpServer.MAX_IN_FLIGHT} transform effects are already running`
+          yield* Effect.promise(() =>
+            waitUntil(() => logs.logged.some((line) => line.includes(overloaded)), 2000, "the overload logged")
+          )
+          open()
+          // All sent at once, so the client's receive buffer drops most: the server's count says they went out.
+          yield* Effect.promise(() =>
+            waitUntil(() => statsOf(server).answered === UdpServer.MAX_IN_FLIGHT, 5000, "the effects' replies")
+          )
+          yield* Effect.promise(() => waitUntil(() => client.replies.length > 0, 2000, "a reply delivered"))
+          assert.isTrue(client.replies.every((reply) => /^D\d+$/.test(reply)), "upper-cased replies")
+        }),
+      {},
+      gated(gate),
+    ).pipe(Effect.scoped, Effect.provide(logs.layer))
+  })
+
+  it.live("a transform effect still running when the server stops is interrupted, not reported as failed", () => {
+    const logs = logCapture()
+    return Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const server = yield* UdpServer.make({ host: "127.0.0.1", port: 0 }).pipe(
+        Scope.provide(scope),
+        Effect.provide(Transform.layer(gated(new Promise<void>(() => {})))),
+      )
+      const client = yield* recordingClient
+      client.socket.send("never answered", server.address.port, "127.0.0.1")
+      yield* Effect.promise(() => waitUntil(() => statsOf(server).received === 1, 2000, "the datagram received"))
+      yield* Scope.close(scope, Exit.void)
+      yield* Effect.promise(() => sleep(50))
+      assert.strictEqual(statsOf(server).failed, 0)
+      assert.isFalse(logs.logged.some((line) => line.includes("transform failed")), logs.logged.join("\n"))
+    }).pipe(Effect.scoped, Effect.provide(logs.layer))
+  })
+})
+
+describe("UdpSocket", () => {
+  /** A client socket on 127.0.0.1; closed with the scope. */
+  const client = Effect.acquireRelease(
+    Effect.promise(() =>
+      new Promise<Dgram.Socket>((resolve) => {
+        const socket = Dgram.createSocket("udp4")
+        socket.bind({ address: "127.0.0.1", port: 0 }, () => resolve(socket))
+      })
+    ),
+    (socket) => Effect.sync(() => socket.close()),
+  )
+
+  it.live("holds the first MAX_HELD datagrams that arrive before serving, and no more", () =>
+    Effect.gen(function* () {
+      const bound = yield* UdpSocket.bind("127.0.0.1", 0)
+      const port = bound.socket.address().port
+      let arrived = 0
+      bound.socket.on("message", () => arrived++)
+      const sender = yield* client
+      const total = UdpSocket.MAX_HELD + 76
+      // In batches that the receive buffer holds, each delivered before the next is sent.
+      for (let sent = 0; sent < total;) {
+        const batch = Math.min(50, total - sent)
+        for (let i = 0; i < batch; i++) sender.send(String(sent + i), port, "127.0.0.1")
+        sent += batch
+        yield* Effect.promise(() => waitUntil(() => arrived === sent, 2000, `${sent} datagrams delivered`))
+      }
+      assert.strictEqual(bound.held.length, UdpSocket.MAX_HELD)
+      // The batches before the one that filled the hold are held whole, those after it not at all (Deno
+      // may reorder the datagrams of one batch, so the one that filled it is held in part).
+      const held = new Set(bound.held.map(([payload]) => Number(payload.toString())))
+      const filling = Math.floor(UdpSocket.MAX_HELD / 50) * 50
+      for (let i = 0; i < total; i++) {
+        if (i < filling) assert.isTrue(held.has(i), `datagram ${i} held`)
+        else if (i >= filling + 50) assert.isFalse(held.has(i), `datagram ${i} not held`)
+      }
+      assert.strictEqual(bound.held[0]![1].port, sender.address().port)
+    }).pipe(Effect.scoped))
+
+  it.live("sizes the kernel's receive queue as asked", () =>
+    Effect.gen(function* () {
+      const bound = yield* UdpSocket.bind("127.0.0.1", 0, 8192)
+      // Linux doubles the size asked for (its bookkeeping); the default (net.core.rmem_default) is far larger.
+      const size = bound.socket.getRecvBufferSize()
+      assert.isTrue(size >= 8192 && size <= 16384, `receive buffer of ${size} bytes`)
+    }).pipe(Effect.scoped))
+
+  // Deno's setRecvBufferSize accepts any size (and reports it back), so only Node can be refused one.
+  it.live.skipIf(isDeno)(
+    "a receive buffer size the kernel refuses fails the bind with a typed error",
+    () =>
+      Effect.gen(function* () {
+        const error = yield* UdpSocket.bind("127.0.0.1", 0, 2 ** 31).pipe(Effect.scoped, Effect.flip)
+        assert.strictEqual(error._tag, "NetworkError")
+        assert.include(error.message, "bind 127.0.0.1:0/udp failed")
+        assert.include(error.message, "buffer size")
+      }),
+  )
+
+  it.live("an error reported after binding (a failed recvmsg) is the server's: the socket stays open", () =>
+    Effect.gen(function* () {
+      const bound = yield* UdpSocket.bind("127.0.0.1", 0)
+      const errors: Array<Error> = []
+      bound.socket.on("error", (error) => errors.push(error))
+      bound.socket.emit("error", new Error("recvmsg failed"))
+      assert.strictEqual(errors.length, 1)
+      const sender = yield* client
+      sender.send("still open", bound.socket.address().port, "127.0.0.1")
+      yield* Effect.promise(() => waitUntil(() => bound.held.length === 1, 2000, "a datagram held"))
+      assert.strictEqual(bound.held[0]![0].toString(), "still open")
+    }).pipe(Effect.scoped))
 })
