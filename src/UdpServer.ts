@@ -100,6 +100,7 @@ export interface UdpServerStats {
   readonly answered: number
   /** Dropped by the kernel because the receive buffer was full; `undefined` where the platform does not say. */
   readonly dropped: number | undefined
+  /** Not answered: the datagram was longer than `maxDatagramBytes`, or its reply longer than a datagram can carry. */
   readonly tooLarge: number
   readonly malformed: number
   readonly sendErrors: number
@@ -207,6 +208,18 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
           () =>
             `not answering ${peerOf(from)}: a ${reply.length}-byte reply to ${size} bytes exceeds the ` +
             `${UdpGuard.AMPLIFICATION_FACTOR}x amplification bound`,
+          annotationsOf(from),
+        )
+      }
+      // Within the amplification bound a reply can still outgrow a datagram (3 x 21,836 bytes of "ΐ"): the send
+      // would fail with EMSGSIZE after the reply was counted as answered.
+      if (reply.length > MAX_UDP_PAYLOAD) {
+        refused.too_large++
+        return throttle.warn(
+          "ReplyTooLarge",
+          () =>
+            `not answering ${peerOf(from)}: the ${reply.length}-byte reply exceeds the ${MAX_UDP_PAYLOAD} bytes ` +
+            `a datagram can carry`,
           annotationsOf(from),
         )
       }

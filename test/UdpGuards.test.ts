@@ -178,6 +178,23 @@ describe("UdpServer amplification guard", () => {
       assert.isTrue(logs.logged.some((line) => line.includes("amplification bound")), logs.logged.join("\n"))
     }).pipe(Effect.provide(logs.layer))
   })
+
+  it.live("a reply within the bound but longer than a datagram can carry is refused as too large, not sent and lost", () => {
+    const logs = logCapture()
+    return Effect.gen(function* () {
+      const udp = yield* server({}, Transform.upper)
+      const client = yield* udpSocket("127.0.0.1")
+      // 21,836 x "ΐ": 43,672 bytes that upper-case to 131,016, within 3x the request but over 65,507.
+      assert.strictEqual(yield* sendAndListen(client, udp.address.port, "ΐ".repeat(21_836), 300), 0)
+      const stats = statsOf(udp)
+      assert.deepStrictEqual([stats.tooLarge, stats.answered, stats.sendErrors], [1, 0, 0])
+      assert.isTrue(
+        logs.logged.some((line) => line.includes("131016-byte reply exceeds the 65507 bytes")),
+        logs.logged.join("\n"),
+      )
+      assert.strictEqual(yield* sendAndListen(client, udp.address.port, "still serving", 300), 1)
+    }).pipe(Effect.provide(logs.layer))
+  })
 })
 
 describe("UdpServer loop guard", () => {
