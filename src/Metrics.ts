@@ -107,7 +107,11 @@ class RequestCounters {
 }
 
 /** Why a TCP connection was closed (`caps_tcp_connections_closed_total{reason}`). */
-export type CloseReason = "peer" | "idle" | "drain" | "cut" | "error" | "too_long"
+export const CLOSE_REASONS = ["peer", "idle", "drain", "cut", "error", "too_long"] as const
+export type CloseReason = typeof CLOSE_REASONS[number]
+
+const zeroes = <K extends string>(keys: ReadonlyArray<K>): Record<K, number> =>
+  Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>
 
 /** The counters of one TCP server. */
 export class TcpCounters extends RequestCounters {
@@ -115,7 +119,7 @@ export class TcpCounters extends RequestCounters {
   tooLong = 0
   accepted = 0
   active = 0
-  readonly closed: Record<CloseReason, number> = { peer: 0, idle: 0, drain: 0, cut: 0, error: 0, too_long: 0 }
+  readonly closed: Record<CloseReason, number> = zeroes(CLOSE_REASONS)
   /** Connections whose input held invalid UTF-8. */
   malformedConnections = 0
   // Counted by the accept loop (TcpListener).
@@ -125,18 +129,13 @@ export class TcpCounters extends RequestCounters {
 }
 
 /** Why a datagram was not answered (`caps_udp_datagrams_refused_total{reason}`). */
-export type UdpRefusal = "loop_guard" | "rate_limit" | "amplification" | "too_large" | "overloaded"
+export const UDP_REFUSALS = ["loop_guard", "rate_limit", "amplification", "too_large", "overloaded"] as const
+export type UdpRefusal = typeof UDP_REFUSALS[number]
 
 /** The counters of one UDP server. */
 export class UdpCounters extends RequestCounters {
   received = 0
-  readonly refused: Record<UdpRefusal, number> = {
-    loop_guard: 0,
-    rate_limit: 0,
-    amplification: 0,
-    too_large: 0,
-    overloaded: 0,
-  }
+  readonly refused: Record<UdpRefusal, number> = zeroes(UDP_REFUSALS)
   sendErrors = 0
   /** Dropped by the kernel (receive buffer full); `undefined` where the platform does not say. */
   dropped: () => number | undefined = () => undefined
@@ -253,12 +252,12 @@ const registerAll = (counted: Counted, context: Context.Context<never>): void =>
   register(tcpConnectionsActive, {}, context, () => ({ value: sum(tcp, (c) => c.active) }))
   counter(tcpConnections, {}, () => sum(tcp, (c) => c.accepted))
   counter(tcpConnectionsRejected, {}, () => sum(tcp, (c) => c.rejected()))
-  for (const reason of Object.keys(new TcpCounters().closed) as Array<CloseReason>) {
+  for (const reason of CLOSE_REASONS) {
     counter(tcpConnectionsClosed, { reason }, () => sum(tcp, (c) => c.closed[reason]))
   }
   counter(tcpAcceptErrors, {}, () => sum(tcp, (c) => c.acceptErrors()))
   counter(tlsHandshakeFailures, {}, () => sum(tcp, (c) => c.handshakeFailures()))
-  for (const reason of Object.keys(new UdpCounters().refused) as Array<UdpRefusal>) {
+  for (const reason of UDP_REFUSALS) {
     counter(udpDatagramsRefused, { reason }, () => sum(udp, (c) => c.refused[reason]))
   }
   counter(udpSendErrors, {}, () => sum(udp, (c) => c.sendErrors))
