@@ -19,7 +19,6 @@
 //                     imported lazily makes every module it shares with the rest initialised lazily (rolldown
 //                     wraps them), which costs every start a few milliseconds; as a file of its own it costs
 //                     nothing until traces are asked for (see TraceExport.ts for how the two copies meet)
-//   caps.metrics.{cjs,mjs}  src/MetricsEndpoint.ts, the HTTP endpoint of --metrics-port, apart for the same reason
 //   caps.inputs.json  what it was built from: the size and modification time of every file under src/, of the
 //                     build's own scripts and of the lockfiles; isFresh() compares them with the files on disk
 // Then the warm-up runs each command once on the pinned Node and Deno, against servers of its own on loopback, so
@@ -30,7 +29,9 @@
 //   - effect/cli/CliOutput builds an Intl.Segmenter when it is loaded (about 17 ms: ICU's break rules), used only
 //     to measure text in help pages: it is built on first use instead.
 //   - @effect/platform-node-shared's NodeSocket and NodeSocketServer import node:tls (with node:crypto, about
-//     10 ms on Node and 30 ms on Deno) for TLS connections caps never makes: loaded on first use instead.
+//     10 ms on Node and 30 ms on Deno) for TLS connections caps never makes, NodeDatagramSocket imports node:dns
+//     for host names (caps resolves them itself, src/Resolver.ts), NodeTerminal imports node:readline for the
+//     prompts of --wizard: each is loaded on first use instead, as caps's own are (src/Builtins.ts).
 //
 // The freshness check is used by scripts/caps.mjs on every start, so this module imports nothing at load time
 // (rolldown and node:fs only inside build()): it reads files with Node's fs on Node and with Deno's own API on
@@ -74,7 +75,6 @@ export const ENTRY = `${DIST}/caps.mjs`
  */
 const APART = [
   { name: "trace", source: "TraceExport.ts", importer: "main.ts", what: "the OTLP exporter" },
-  { name: "metrics", source: "MetricsEndpoint.ts", importer: "Cli.ts", what: "the metrics endpoint" },
 ].map((apart) => ({
   ...apart,
   id: `caps:${apart.name}`,
@@ -133,6 +133,16 @@ export function isFresh() {
   return keys.every((key) => JSON.stringify(current[key]) === JSON.stringify(recorded[key]))
 }
 
+/** A patch making @effect/platform-node-shared's `import * as <name> from "<builtin>"` in `<module>` load it on first use. */
+function lazyBuiltin(module, name, builtin) {
+  return {
+    what: `${module}: ${builtin} loaded on first use`,
+    file: new RegExp(`[\\\\/]platform-node-shared[\\\\/]dist[\\\\/]${module}\\.js$`),
+    from: new RegExp(`import \\* as ${name} from "${builtin}";`),
+    to: `const ${name} = new Proxy({}, { get: (_, key) => process.getBuiltinModule("${builtin}")[key] });`,
+  }
+}
+
 const PATCHES = [
   {
     what: "effect/cli/CliOutput: Intl.Segmenter built on first use",
@@ -143,18 +153,10 @@ const PATCHES = [
       "const graphemeSegmenter = { segment: (text) => (graphemeSegmenterInstance ??= " +
       'new Intl.Segmenter(undefined, { granularity: "grapheme" })).segment(text) };',
   },
-  {
-    what: "NodeSocket: node:tls loaded on first use",
-    file: /[\\/]platform-node-shared[\\/]dist[\\/]NodeSocket\.js$/,
-    from: /import \* as Tls from "node:tls";/,
-    to: 'const Tls = new Proxy({}, { get: (_, key) => process.getBuiltinModule("node:tls")[key] });',
-  },
-  {
-    what: "NodeSocketServer: node:tls loaded on first use",
-    file: /[\\/]platform-node-shared[\\/]dist[\\/]NodeSocketServer\.js$/,
-    from: /import \* as Tls from "node:tls";/,
-    to: 'const Tls = new Proxy({}, { get: (_, key) => process.getBuiltinModule("node:tls")[key] });',
-  },
+  lazyBuiltin("NodeSocket", "Tls", "node:tls"),
+  lazyBuiltin("NodeSocketServer", "Tls", "node:tls"),
+  lazyBuiltin("NodeDatagramSocket", "Dns", "node:dns"),
+  lazyBuiltin("NodeTerminal", "readline", "node:readline"),
 ]
 
 // Reports, for each patch, whether its file was in the bundle and whether the patch applied to it.

@@ -12,7 +12,6 @@ import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
@@ -26,6 +25,7 @@ import * as FaultProxy from "./FaultProxy.ts"
 import * as Health from "./Health.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import * as LogFormat from "./LogFormat.ts"
+import * as MetricsEndpoint from "./MetricsEndpoint.ts"
 import * as Options from "./Options.ts"
 import * as Pinger from "./Pinger.ts"
 import * as Protocol from "./Protocol.ts"
@@ -323,8 +323,8 @@ const serveForever = (readiness: Readiness) =>
   ).pipe(Effect.andThen(Effect.never), Effect.scoped)
 
 /**
- * Runs a server command; with --metrics-port, the operators' endpoint (MetricsEndpoint.ts, loaded only then)
- * listens before the servers bind and closes after their drain.
+ * Runs a server command; with --metrics-port, the operators' endpoint (MetricsEndpoint.ts) listens before the
+ * servers bind and closes after their drain.
  */
 const withOperatorsEndpoint = <A, E, R>(
   program: string,
@@ -335,17 +335,8 @@ const withOperatorsEndpoint = <A, E, R>(
     onNone: () => serving({ ready: false }),
     onSome: (port) =>
       Effect.gen(function* () {
-        const endpoint = yield* Effect.promise(() => import("./MetricsEndpoint.ts"))
         const readiness: Readiness = { ready: false }
-        const registry = yield* Metric.MetricRegistry
-        const started = yield* Effect.acquireRelease(
-          Effect.promise(() =>
-            endpoint.start({ host: flags.metricsHost, port, registry, ready: () => readiness.ready })
-          ),
-          (started) => started._tag === "Started" ? Effect.promise(started.shutdown) : Effect.void,
-        )
-        if (started._tag === "Refused") return yield* Effect.fail(started.error)
-        const address = started.address
+        const address = yield* MetricsEndpoint.serve({ host: flags.metricsHost, port, ready: () => readiness.ready })
         yield* Console.log(
           `caps ${program}: metrics on http://${Endpoint.formatHostPort(address.host, address.port)}/metrics`,
         )

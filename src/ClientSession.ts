@@ -19,7 +19,7 @@
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import * as Readline from "node:readline"
+import * as Builtins from "./Builtins.ts"
 
 /** The textbook's prompt, word for word. */
 export const PROMPT = "Input lowercase sentence:"
@@ -38,7 +38,7 @@ const MAX_QUEUED_LINES = 1024
 /** Standard input as a sequence of lines, read one at a time; `undefined` at end of input. */
 const stdinLines = Effect.acquireRelease(
   Effect.sync(() => {
-    const lines = Readline.createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false })
+    const lines = Builtins.readline().createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false })
     const queued: Array<string> = []
     let ended = false
     let waiter: ((line: string | undefined) => void) | undefined

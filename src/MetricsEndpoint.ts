@@ -6,98 +6,117 @@
  * before and during a drain). Scrapes are not logged.
  *
  * Serving HTTP is the CLI's business, not the library's: an embedder reads
- * the same metrics from their own registry (Metrics.ts). The CLI imports
- * this module only when `--metrics-port` is given, and takes what `start`
- * returns, plain values and promises: the bundle holds it as a file of its
- * own with its own copy of Effect (scripts/bundle.mjs, as `TraceExport.ts`),
- * so a plain `caps serve` loads neither `effect/http` nor `node:http`. The
- * two copies meet at the registry, a `Map` whose series are read by their
- * own hooks.
+ * the same metrics from their own registry (Metrics.ts). Three read-only
+ * routes need no router, so this is `node:http` in a scope, as TcpListener
+ * is `node:net`: Effect's HTTP server and its platform layer cost a server's
+ * start 70 ms and more when they were loaded for it (bench/README.md).
+ * `node:http` itself is loaded only when the endpoint starts (Builtins.ts).
  */
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
-import * as Scope from "effect/Scope"
-import * as HttpRouter from "effect/http/HttpRouter"
-import * as HttpServer from "effect/http/HttpServer"
-import * as HttpServerResponse from "effect/http/HttpServerResponse"
-import * as NetAddress from "effect/net/NetAddress"
-import * as Http from "node:http"
+import { Buffer } from "node:buffer"
+import type * as Http from "node:http"
+import type * as Net from "node:net"
+import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 
-/** Where the endpoint listens, what it serves, and when the servers are ready. */
+/** Where the endpoint listens, and when the servers are ready. */
 export interface EndpointOptions {
   readonly host: string
   readonly port: number
-  /** The program's `MetricRegistry`. */
-  readonly registry: Metric.MetricRegistry
   /** Whether the servers serve: true once they are bound, false again when their drain begins. */
   readonly ready: () => boolean
 }
 
-/** What `start` gives: where it listens and how to stop it, or the bind error. */
-export type Started =
-  | { readonly _tag: "Started"; readonly address: Endpoint.Endpoint; readonly shutdown: () => Promise<void> }
-  | { readonly _tag: "Refused"; readonly error: CapsError.BindError }
+/** Prometheus's text exposition format, the version its scrapers ask for. */
+export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-const text = (status: number, body: string) => HttpServerResponse.text(body, { status })
+// A scraper that sends its headers this slowly, or never finishes a request, is cut off: the endpoint is for
+// probes that answer in milliseconds.
+const REQUEST_TIMEOUT_MILLIS = 10_000
 
-const routes = (options: EndpointOptions) => {
-  const metrics = Context.make(Metric.MetricRegistry, options.registry)
-  return Layer.mergeAll(
-    HttpRouter.add(
-      "GET",
-      "/metrics",
-      Effect.sync(() =>
-        HttpServerResponse.text(PrometheusMetrics.formatUnsafe(metrics), {
-          contentType: "text/plain; version=0.0.4; charset=utf-8",
-        })
-      ),
-    ),
-    HttpRouter.add("GET", "/livez", text(200, "ok\n")),
-    HttpRouter.add(
-      "GET",
-      "/readyz",
-      Effect.sync(() => options.ready() ? text(200, "ready\n") : text(503, "not ready\n")),
-    ),
-  )
+/** What one request is answered. */
+export interface Reply {
+  readonly status: number
+  readonly body: string
+  readonly contentType?: string
+  readonly allow?: string
+}
+
+const plain = (status: number, body: string): Reply => ({ status, body })
+
+/** The reply to one request: what a path serves, to GET and HEAD only; a 500 if serving it throws. */
+export const route = (
+  method: string,
+  url: string,
+  options: { readonly metrics: () => string; readonly ready: () => boolean },
+): Reply => {
+  const path = url.split("?", 1)[0]
+  const serve = (): Reply | undefined => {
+    switch (path) {
+      case "/metrics":
+        return { status: 200, body: options.metrics(), contentType: PROMETHEUS_CONTENT_TYPE }
+      case "/livez":
+        return plain(200, "ok\n")
+      case "/readyz":
+        return options.ready() ? plain(200, "ready\n") : plain(503, "not ready\n")
+      default:
+        return undefined
+    }
+  }
+  if (method !== "GET" && method !== "HEAD") {
+    const known = ["/metrics", "/livez", "/readyz"].includes(path)
+    return known ? { status: 405, body: "method not allowed\n", allow: "GET, HEAD" } : plain(404, "not found\n")
+  }
+  try {
+    return serve() ?? plain(404, "not found\n")
+  } catch {
+    // It runs in a socket callback, where no fiber catches: a scrape that fails must not take the servers down.
+    return plain(500, "internal error\n")
+  }
+}
+
+const respond = (request: Http.IncomingMessage, response: Http.ServerResponse, reply: Reply) => {
+  const headers: Record<string, string | number> = {
+    "content-type": reply.contentType ?? "text/plain; charset=utf-8",
+    "content-length": Buffer.byteLength(reply.body),
+  }
+  if (reply.allow !== undefined) headers["allow"] = reply.allow
+  response.writeHead(reply.status, headers)
+  response.end(request.method === "HEAD" ? undefined : reply.body)
 }
 
 /** Serves the endpoint in the current scope, returning where it listens; a port in use is a `BindError`. */
-export const serve = (options: EndpointOptions): Effect.Effect<Endpoint.Endpoint, CapsError.BindError, Scope.Scope> =>
-  Effect.gen(function* () {
-    const requested = Endpoint.make(options.host, options.port, "tcp")
-    const context = yield* Layer.build(
-      HttpRouter.serve(routes(options), { disableLogger: true, disableListenLog: true }).pipe(
-        Layer.provideMerge(
-          NodeHttpServer.layerServer(() => Http.createServer(), { host: options.host, port: options.port }),
-        ),
-      ),
-    ).pipe(Effect.mapError((error) => CapsError.fromBindFailure(error.cause, requested)))
-    const address = Context.get(context, HttpServer.HttpServer).address
-    return address._tag === "UnixPathAddress"
-      ? requested
-      : Endpoint.make(NetAddress.formatIp(address.address), address.port, "tcp")
+export const serve = Effect.fn("MetricsEndpoint.serve")(function* (options: EndpointOptions) {
+  const requested = Endpoint.make(options.host, options.port, "tcp")
+  const registry = Context.make(Metric.MetricRegistry, yield* Metric.MetricRegistry)
+  const routes = { metrics: () => PrometheusMetrics.formatUnsafe(registry), ready: options.ready }
+  const server = Builtins.http().createServer({ requestTimeout: REQUEST_TIMEOUT_MILLIS }, (request, response) => {
+    respond(request, response, route(request.method ?? "GET", request.url ?? "/", routes))
   })
-
-/** Starts the endpoint in a scope of its own, for a program that may run on another copy of Effect. */
-export const start = (options: EndpointOptions): Promise<Started> =>
-  Effect.runPromise(
-    Effect.gen(function* () {
-      const scope = yield* Scope.make()
-      const address = yield* serve(options).pipe(
-        Scope.provide(scope),
-        Effect.onError(() => Scope.close(scope, Exit.void)),
-      )
-      return {
-        _tag: "Started" as const,
-        address,
-        shutdown: () => Effect.runPromise(Scope.close(scope, Exit.void)),
-      }
-    }).pipe(Effect.catch((error) => Effect.succeed({ _tag: "Refused" as const, error }))),
+  server.headersTimeout = REQUEST_TIMEOUT_MILLIS
+  yield* Effect.acquireRelease(
+    Effect.callback<void, CapsError.BindError>((resume) => {
+      const onError = (error: Error) => resume(Effect.fail(CapsError.fromBindFailure(error, requested)))
+      server.once("error", onError)
+      server.listen({ host: options.host, port: options.port }, () => {
+        server.off("error", onError)
+        // After listening, an error is one failed accept; the endpoint goes on.
+        server.on("error", () => {})
+        resume(Effect.void)
+      })
+    }),
+    () =>
+      Effect.callback<void>((resume) => {
+        if (!server.listening) return resume(Effect.void)
+        server.close(() => resume(Effect.void))
+        // Scrapers keep their connections open between scrapes: close them, or close would wait for them.
+        server.closeAllConnections?.()
+      }),
   )
+  const bound = server.address() as Net.AddressInfo
+  return Endpoint.make(bound.address, bound.port, "tcp")
+})

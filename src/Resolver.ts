@@ -13,8 +13,8 @@
 import type * as Arr from "effect/Array"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Dns from "node:dns"
 import * as Net from "node:net"
+import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
 
 /** One address of a host. */
@@ -49,7 +49,7 @@ export const system: ResolverShape = {
     const own = literal(host)
     if (own !== undefined) return own
     return yield* Effect.callback<Addresses, CapsError.NameNotResolved>((resume) => {
-      Dns.lookup(host, { all: true }, (error, found) => {
+      Builtins.dns().lookup(host, { all: true }, (error, found) => {
         if (error) return resume(Effect.fail(new CapsError.NameNotResolved({ host, code: error.code ?? "ENOTFOUND" })))
         const [first, ...rest] = found.map(({ address, family }): ResolvedAddress => ({
           address,

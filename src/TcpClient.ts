@@ -52,7 +52,8 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Net from "node:net"
-import * as NodeTls from "node:tls"
+import type * as NodeTls from "node:tls"
+import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import { LineFramer } from "./LineFramer.ts"
@@ -321,7 +322,7 @@ export const make = Effect.fn("TcpClient.make")(function* (
     Effect.callback<Connection, CapsError.ConnectError | CapsError.TlsError>((resume) => {
       const socket = tls === undefined
         ? Net.connect({ host: address, port: server.port, noDelay: true })
-        : NodeTls.connect(Tls.connectOptions(tls, server.host, address, server.port))
+        : Builtins.tls().connect(Tls.connectOptions(tls, server.host, address, server.port))
       const onError = (cause: Error) => {
         socket.destroy()
         resume(Effect.fail(

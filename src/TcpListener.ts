@@ -25,7 +25,8 @@ import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Scope from "effect/Scope"
 import * as Net from "node:net"
-import * as NodeTls from "node:tls"
+import type * as NodeTls from "node:tls"
+import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as LogAnnotations from "./LogAnnotations.ts"
@@ -107,7 +108,7 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
   const tls = options.tls
   // Not half-open during the handshake: a client that closes then would hold its socket until the handshake
   // timeout. Each TLS socket is made half-open once secure.
-  const tlsServer = tls === undefined ? undefined : NodeTls.createServer({
+  const tlsServer = tls === undefined ? undefined : Builtins.tls().createServer({
     noDelay: true,
     handshakeTimeout: tls.handshakeTimeoutMillis,
     ...tls.context,

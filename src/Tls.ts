@@ -21,10 +21,11 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import * as Crypto from "node:crypto"
+import type * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
-import * as NodeTls from "node:tls"
+import type * as NodeTls from "node:tls"
+import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
 import type * as Endpoint from "./Endpoint.ts"
 import * as TlsOptions from "./TlsOptions.ts"
@@ -81,7 +82,7 @@ const certificatesOf = (role: "cert" | "ca", file: string, pem: Buffer) =>
     const blocks = pem.toString("latin1").match(PEM_CERTIFICATE) ?? []
     if (blocks.length === 0) return Effect.fail(invalid(role, file, "no -----BEGIN CERTIFICATE----- block"))
     try {
-      return Effect.succeed(blocks.map((block) => new Crypto.X509Certificate(block)))
+      return Effect.succeed(blocks.map((block) => new (Builtins.crypto().X509Certificate)(block)))
     } catch (error) {
       return Effect.fail(invalid(role, file, firstLine(error)))
     }
@@ -100,7 +101,7 @@ export const loadServer = Effect.fnUntraced(function* (files: TlsOptions.ServerT
   const key = yield* read("key", files.key)
   const [leaf] = yield* certificatesOf("cert", files.cert, cert)
   const privateKey = yield* Effect.try({
-    try: () => Crypto.createPrivateKey(key),
+    try: () => Builtins.crypto().createPrivateKey(key),
     catch: (error) => invalid("key", files.key, firstLine(error)),
   })
   if (!leaf.checkPrivateKey(privateKey)) {
@@ -196,7 +197,7 @@ export const verify = (
     }
     return new CapsError.TlsError({ endpoint, kind: "Untrusted", detail: UNTRUSTED[code] ?? code })
   }
-  const identity = NodeTls.checkServerIdentity(name, certificate)
+  const identity = Builtins.tls().checkServerIdentity(name, certificate)
   if (identity !== undefined) {
     return new CapsError.TlsError({
       endpoint,

@@ -2,13 +2,23 @@
 // Prometheus's text format with the traffic just sent, /livez 200 while the process runs, /readyz 200 while serving
 // and 503 during the drain; scrapes are not logged; a port in use is a bind error before anything else binds.
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import { Effect, Fiber, Metric } from "effect"
+import * as Http from "node:http"
 import * as Net from "node:net"
 import * as ExitCode from "../src/ExitCode.ts"
-import * as Fs from "node:fs"
+import * as MetricsEndpoint from "../src/MetricsEndpoint.ts"
 import * as Path from "node:path"
 import { CAPS_READY, isDeno, projectRoot, runCaps, start, startCaps } from "./support/Process.ts"
-import { connection, sleep, tcpExchange, udpExchange } from "./support/Sockets.ts"
+import {
+  closedByPeer,
+  connection,
+  openSockets,
+  sleep,
+  socketsBackTo,
+  tcpConnect,
+  tcpExchange,
+  udpExchange,
+} from "./support/Sockets.ts"
 
 const MiB = 1024 * 1024
 const METRICS_READY = /^caps serve: metrics on http:\/\/127\.0\.0\.1:(\d+)\/metrics$/m
@@ -108,7 +118,7 @@ describe("caps serve --metrics-port", () => {
     }))
 
   it.live.skipIf(isDeno)(
-    "the bundle that npm start runs serves it too, on Node and on Deno, from a file of its own",
+    "the bundle that npm start runs serves it too, on Node and on Deno",
     () =>
       Effect.gen(function* () {
         const args = ["serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--max-connections", "50"]
@@ -137,10 +147,104 @@ describe("caps serve --metrics-port", () => {
             assert.match(scraped.body, /^caps_build_info\{version="[^"]+",runtime="(node|deno)"/m, command.join(" "))
           }))
         }
-        // The endpoint is a bundle of its own, loaded only with --metrics-port: the main bundle holds none of it.
-        assert.notInclude(Fs.readFileSync(Path.join(projectRoot, "dist", "caps.bundle.cjs"), "utf8"), "version=0.0.4")
-        assert.include(Fs.readFileSync(Path.join(projectRoot, "dist", "caps.metrics.cjs"), "utf8"), "version=0.0.4")
       }),
     120_000,
   )
+})
+
+describe("MetricsEndpoint", () => {
+  const routes = { metrics: () => "caps_x 1\n", ready: () => true }
+
+  it("answers GET and HEAD on its three paths, 405 to other methods there, 404 elsewhere", () => {
+    assert.deepStrictEqual(MetricsEndpoint.route("GET", "/metrics?name[]=caps_x", routes), {
+      status: 200,
+      body: "caps_x 1\n",
+      contentType: MetricsEndpoint.PROMETHEUS_CONTENT_TYPE,
+    })
+    assert.strictEqual(MetricsEndpoint.route("HEAD", "/livez", routes).status, 200)
+    assert.strictEqual(MetricsEndpoint.route("GET", "/readyz", { ...routes, ready: () => false }).status, 503)
+    assert.deepStrictEqual(MetricsEndpoint.route("POST", "/metrics", routes), {
+      status: 405,
+      body: "method not allowed\n",
+      allow: "GET, HEAD",
+    })
+    assert.strictEqual(MetricsEndpoint.route("DELETE", "/other", routes).status, 404)
+    assert.strictEqual(MetricsEndpoint.route("GET", "/metricsx", routes).status, 404)
+    assert.strictEqual(MetricsEndpoint.route("GET", "/", routes).status, 404)
+  })
+
+  it("answers 500 when serving a path throws, and goes on", () => {
+    const broken = {
+      ...routes,
+      metrics: () => {
+        throw new Error("boom")
+      },
+    }
+    assert.deepStrictEqual(MetricsEndpoint.route("GET", "/metrics", broken), { status: 500, body: "internal error\n" })
+    assert.strictEqual(MetricsEndpoint.route("GET", "/livez", broken).status, 200)
+  })
+
+  const request = (port: number, method: string, path: string, agent: Http.Agent) =>
+    new Promise<{ status: number; headers: Http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
+      const sent = Http.request({ host: "127.0.0.1", port, method, path, agent, timeout: 3000 }, (response) => {
+        let body = ""
+        response.setEncoding("utf8").on("data", (chunk) => (body += chunk))
+        response.on("end", () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body }))
+      })
+      sent.on("timeout", () => sent.destroy(new Error(`${method} ${path}: no answer in 3 s`)))
+      sent.on("error", reject)
+      sent.end()
+    })
+
+  it.live("serves the program's registry in a scope; closing it closes every connection, a half-sent request's too", () =>
+    Effect.gen(function* () {
+      const before = openSockets()
+      const agent = new Http.Agent({ keepAlive: true })
+      const requests = Metric.counter("caps_test_requests_total")
+      yield* Metric.update(requests, 3)
+      let ready = false
+      const address = yield* MetricsEndpoint.serve({ host: "127.0.0.1", port: 0, ready: () => ready })
+      const scraped = yield* Effect.promise(() => request(address.port, "GET", "/metrics", agent))
+      assert.strictEqual(scraped.status, 200)
+      assert.strictEqual(scraped.headers["content-type"], MetricsEndpoint.PROMETHEUS_CONTENT_TYPE)
+      assert.match(scraped.body, /^caps_test_requests_total 3$/m)
+      const head = yield* Effect.promise(() => request(address.port, "HEAD", "/metrics", agent))
+      assert.strictEqual(head.body, "")
+      assert.strictEqual(Number(head.headers["content-length"]), Buffer.byteLength(scraped.body))
+      assert.strictEqual((yield* Effect.promise(() => request(address.port, "GET", "/readyz", agent))).status, 503)
+      ready = true
+      assert.strictEqual((yield* Effect.promise(() => request(address.port, "GET", "/readyz", agent))).status, 200)
+      const post = yield* Effect.promise(() => request(address.port, "POST", "/readyz", agent))
+      assert.strictEqual(post.status, 405)
+      assert.strictEqual(post.headers["allow"], "GET, HEAD")
+      // A request whose headers never end: the scope's close must not wait for it (headers time out after 10 s).
+      const halfSent = yield* Effect.promise(() => tcpConnect(address.port))
+      halfSent.on("error", () => {})
+      halfSent.write("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+      yield* Effect.promise(() => sleep(100))
+      return { before, agent, halfSent }
+    }).pipe(
+      Effect.scoped,
+      // The scope has closed: the listener, the kept-alive connection and the half-sent request with it.
+      Effect.flatMap(({ agent, before, halfSent }) =>
+        Effect.promise(async () => {
+          await closedByPeer(halfSent, 2000)
+          halfSent.destroy()
+          await socketsBackTo(before, 2000)
+        }).pipe(Effect.ensuring(Effect.sync(() => agent.destroy())))
+      ),
+    ))
+
+  it.live("a port in use is a typed AddressInUse naming it, and nothing is left listening", () =>
+    Effect.gen(function* () {
+      const taken = Net.createServer()
+      yield* Effect.acquireRelease(
+        Effect.promise(() => new Promise<void>((resolve) => taken.listen({ host: "127.0.0.1", port: 0 }, resolve))),
+        () => Effect.sync(() => taken.close()),
+      )
+      const port = (taken.address() as Net.AddressInfo).port
+      const error = yield* Effect.flip(MetricsEndpoint.serve({ host: "127.0.0.1", port, ready: () => true }))
+      assert.strictEqual(error._tag, "AddressInUse")
+      assert.include(error.message, `127.0.0.1:${port}`)
+    }).pipe(Effect.scoped))
 })

@@ -197,7 +197,8 @@ describe("caps exports its spans over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT
   )
 })
 
-// Which of Effect's observability modules a run of the sources loads, seen by a module hook (Node's own API).
+// Which of Effect's observability modules a run of the sources loads, seen by a module hook (Node's own API): the
+// OTLP exporter's (Otlp*) only when an endpoint is set.
 const LOADS = Path.join(projectRoot, "test", "support", "ObservabilityLoads.mjs")
 
 describe("with no OTLP endpoint, tracing costs nothing at start-up", () => {
@@ -228,7 +229,7 @@ describe("with no OTLP endpoint, tracing costs nothing at start-up", () => {
           "unset",
           yield* client(exporting("", { OTEL_EXPORTER_OTLP_ENDPOINT: undefined, OTEL_SERVICE_NAME: "caps" })),
         )
-        assert.notInclude(unset.stderr, "loaded effect/observability")
+        assert.notInclude(unset.stderr, "loaded effect/observability/Otlp")
         assert.deepStrictEqual(receiver.received, [])
         const set = succeeded("set", yield* client(exporting(receiver.url)))
         assert.include(set.stderr, "loaded effect/observability/OtlpTracer")

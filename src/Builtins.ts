@@ -1,0 +1,29 @@
+/**
+ * The Node built-ins that only some commands use, loaded when first used rather than when caps starts.
+ *
+ * `node:tls` with `node:crypto` (TLS), `node:dns` (host names), `node:http` (`--metrics-port`) and `node:readline`
+ * (sessions read from standard input) took a third of a one-shot client's start: `caps udp-client -m hello --host
+ * 127.0.0.1` uses none of them, and with them loaded at start it ran about 1.4x as long. A module that needs
+ * one asks here at the point of use; `process.getBuiltinModule` (Node and Deno) keeps each once loaded, so later
+ * calls are a lookup. Types come from `import type`, which costs nothing at run time.
+ */
+import type * as NodeCrypto from "node:crypto"
+import type * as NodeDns from "node:dns"
+import type * as NodeHttp from "node:http"
+import type * as NodeReadline from "node:readline"
+import type * as NodeTls from "node:tls"
+
+/** `node:tls`: TLS connections and servers (`--tls-*`). */
+export const tls = (): typeof NodeTls => process.getBuiltinModule("node:tls")
+
+/** `node:crypto`: reading certificates and keys for TLS. */
+export const crypto = (): typeof NodeCrypto => process.getBuiltinModule("node:crypto")
+
+/** `node:dns`: resolving a host name that is not an IP literal. */
+export const dns = (): typeof NodeDns => process.getBuiltinModule("node:dns")
+
+/** `node:http`: the operators' endpoint (`--metrics-port`). */
+export const http = (): typeof NodeHttp => process.getBuiltinModule("node:http")
+
+/** `node:readline`: the lines of a session read from standard input. */
+export const readline = (): typeof NodeReadline => process.getBuiltinModule("node:readline")
