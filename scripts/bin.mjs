@@ -18,7 +18,12 @@ const granted = (descriptor) => deno.permissions.querySync(descriptor).state ===
 if (deno !== undefined && !granted({ name: "read", path: import.meta.dirname })) {
   await import("./caps.bundle.mjs")
 } else {
-  const fs = process.getBuiltinModule("node:fs")
+  // Deno loads node:fs only when asked (some 10 ms): it reads with its own API, and writes a cache with node:fs.
+  const fs = () => process.getBuiltinModule("node:fs")
+  const readText = deno !== undefined
+    ? (file) => deno.readTextFileSync(file)
+    : (file) => fs().readFileSync(file, "utf8")
+  const readBytes = deno !== undefined ? (file) => deno.readFileSync(file) : (file) => fs().readFileSync(file)
   const path = process.getBuiltinModule("node:path")
   const vm = process.getBuiltinModule("node:vm")
   const { createRequire, wrap } = process.getBuiltinModule("node:module")
@@ -38,11 +43,11 @@ if (deno !== undefined && !granted({ name: "read", path: import.meta.dirname }))
   const mayWrite = deno === undefined || granted({ name: "write", path: cacheDir })
   let cachedData
   try {
-    if (mayRead) cachedData = fs.readFileSync(cacheFile)
+    if (mayRead) cachedData = readBytes(cacheFile)
   } catch {
     // Not made yet.
   }
-  const script = new vm.Script(wrap(fs.readFileSync(bundle, "utf8")), {
+  const script = new vm.Script(wrap(readText(bundle)), {
     filename: bundle,
     cachedData,
     importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
@@ -50,6 +55,7 @@ if (deno !== undefined && !granted({ name: "read", path: import.meta.dirname }))
   if (mayWrite && (cachedData === undefined || script.cachedDataRejected)) {
     process.once("exit", () => {
       try {
+        const fs = process.getBuiltinModule("node:fs")
         fs.mkdirSync(cacheDir, { recursive: true })
         fs.writeFileSync(`${cacheFile}.${process.pid}`, script.createCachedData())
         fs.renameSync(`${cacheFile}.${process.pid}`, cacheFile)

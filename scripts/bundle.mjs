@@ -30,8 +30,9 @@
 //     to measure text in help pages: it is built on first use instead.
 //   - @effect/platform-node-shared's NodeSocket and NodeSocketServer import node:tls (with node:crypto, about
 //     10 ms on Node and 30 ms on Deno) for TLS connections caps never makes, NodeDatagramSocket imports node:dns
-//     for host names (caps resolves them itself, src/Resolver.ts), NodeTerminal imports node:readline for the
-//     prompts of --wizard: each is loaded on first use instead, as caps's own are (src/Builtins.ts).
+//     for host names (caps resolves them itself, src/Resolver.ts) and node:os for IPv6 scope ids, NodeTerminal
+//     imports node:readline for the prompts of --wizard: each is loaded on first use instead, as caps's own are
+//     (src/Builtins.ts).
 //
 // The freshness check is used by scripts/caps.mjs on every start, so this module imports nothing at load time
 // (rolldown and node:fs only inside build()): it reads files with Node's fs on Node and with Deno's own API on
@@ -156,6 +157,7 @@ const PATCHES = [
   lazyBuiltin("NodeSocket", "Tls", "node:tls"),
   lazyBuiltin("NodeSocketServer", "Tls", "node:tls"),
   lazyBuiltin("NodeDatagramSocket", "Dns", "node:dns"),
+  lazyBuiltin("NodeDatagramSocket", "Os", "node:os"),
   lazyBuiltin("NodeTerminal", "readline", "node:readline"),
 ]
 

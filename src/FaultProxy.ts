@@ -33,7 +33,7 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Net from "node:net"
-import * as Os from "node:os"
+import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
 import * as DescriptorBudget from "./DescriptorBudget.ts"
 import * as Endpoint from "./Endpoint.ts"
@@ -173,9 +173,9 @@ const reaches = (address: string, listen: string): boolean => {
   const to = unmapped(address)
   if (to === unmapped(listen) || to === "0.0.0.0" || to === "::") return true
   if (listen !== "::" && listen !== "0.0.0.0") return false
-  if (listen === "0.0.0.0" && Net.isIPv6(to)) return false
+  if (listen === "0.0.0.0" && Endpoint.ipVersion(to) === 6) return false
   if (to === "::1" || to.startsWith("127.")) return true
-  return Object.values(Os.networkInterfaces()).some((list) => list?.some((i) => unmapped(i.address) === to))
+  return Object.values(Builtins.os().networkInterfaces()).some((list) => list?.some((i) => unmapped(i.address) === to))
 }
 
 const refuseLoop = (listen: string, port: number, target: { readonly address: string; readonly port: number }) =>

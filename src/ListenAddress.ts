@@ -12,8 +12,8 @@
  * the ready line can say which.
  */
 import * as Effect from "effect/Effect"
-import * as Net from "node:net"
 import type * as CapsError from "./CapsError.ts"
+import * as Endpoint from "./Endpoint.ts"
 import * as Resolver from "./Resolver.ts"
 
 /** The wildcard addresses tried, in order, when no host is given. */
@@ -34,7 +34,7 @@ export const bind = <A, R>(
 
 /** How a ready line describes a bound host, given the host that was asked for. */
 export const describe = (bound: string, requested?: string | undefined): string =>
-  requested !== undefined && Net.isIP(requested) === 0
+  requested !== undefined && Endpoint.ipVersion(requested) === 0
     ? `${requested}`
     : bound === "::"
     ? "all interfaces, IPv6 and IPv4"

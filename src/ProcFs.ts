@@ -4,7 +4,7 @@
  * it Deno would stop at a permission prompt in a terminal: so the permission
  * is asked first, silently, and without it the answer is simply unknown.
  */
-import * as Fs from "node:fs"
+import * as Builtins from "./Builtins.ts"
 
 interface DenoPermissions {
   readonly permissions: {
@@ -20,7 +20,7 @@ const mayRead = (path: string): boolean => {
 /** The text of a /proc file, or `undefined` where it cannot be read. */
 export const readText = (path: string): string | undefined => {
   try {
-    return mayRead(path) ? Fs.readFileSync(path, "utf8") : undefined
+    return mayRead(path) ? Builtins.fs().readFileSync(path, "utf8") : undefined
   } catch {
     return undefined
   }
@@ -29,7 +29,7 @@ export const readText = (path: string): string | undefined => {
 /** The entries of a /proc directory, or `undefined` where it cannot be read. */
 export const readDirectory = (path: string): ReadonlyArray<string> | undefined => {
   try {
-    return mayRead(path) ? Fs.readdirSync(path) : undefined
+    return mayRead(path) ? Builtins.fs().readdirSync(path) : undefined
   } catch {
     return undefined
   }

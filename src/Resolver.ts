@@ -13,9 +13,9 @@
 import type * as Arr from "effect/Array"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Net from "node:net"
 import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
+import * as Endpoint from "./Endpoint.ts"
 
 /** One address of a host. */
 export interface ResolvedAddress {
@@ -39,7 +39,7 @@ export const ipv4First = (addresses: Addresses): Addresses => {
 }
 
 const literal = (host: string): Addresses | undefined => {
-  const family = Net.isIP(host)
+  const family = Endpoint.ipVersion(host)
   return family === 0 ? undefined : [{ address: host, family: family === 6 ? 6 : 4 }]
 }
 

@@ -22,12 +22,10 @@
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type * as Crypto from "node:crypto"
-import * as Fs from "node:fs"
-import * as Net from "node:net"
 import type * as NodeTls from "node:tls"
 import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
-import type * as Endpoint from "./Endpoint.ts"
+import * as Endpoint from "./Endpoint.ts"
 import * as TlsOptions from "./TlsOptions.ts"
 
 /** A server's certificate and key, read and checked: what `tls.createServer` and `setSecureContext` take. */
@@ -56,7 +54,7 @@ const read = (role: CapsError.TlsFileError["role"], file: string) =>
     const unreadable = (detail: string) =>
       resume(Effect.fail(new CapsError.TlsFileError({ role, file, kind: "Unreadable", detail })))
     if (!denoMayRead(file)) return unreadable(`Deno needs --allow-read for it (e.g. --allow-read=${file})`)
-    Fs.readFile(file, (error, data) => {
+    Builtins.fs().readFile(file, (error, data) => {
       if (error === null) return resume(Effect.succeed(data))
       const code = CapsError.errno(error)
       unreadable(
@@ -223,7 +221,7 @@ export const connectOptions = (
     port,
     ...(credentials.ca === undefined ? {} : { ca: credentials.ca }),
     // RFC 6066 forbids an IP address as SNI; the name is checked by `verify`.
-    ...(Net.isIP(name) === 0 ? { servername: name } : {}),
+    ...(Endpoint.ipVersion(name) === 0 ? { servername: name } : {}),
     rejectUnauthorized: false,
     checkServerIdentity: () => undefined,
   }

@@ -8,7 +8,6 @@
  */
 import * as Effect from "effect/Effect"
 import * as Dgram from "node:dgram"
-import * as Net from "node:net"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 
@@ -31,7 +30,7 @@ const literalLookup = (
   hostname: string,
   _options: unknown,
   callback: (error: NodeJS.ErrnoException | null, address: string, family: number) => void,
-) => callback(null, hostname, Net.isIP(hostname))
+) => callback(null, hostname, Endpoint.ipVersion(hostname))
 
 /** Binds `host` (an IP literal) and `port`; `receiveBufferBytes` sizes the kernel's receive queue. */
 export const bind = (
@@ -44,7 +43,7 @@ export const bind = (
     Effect.callback<Bound, CapsError.BindError>((resume) => {
       let socket: Dgram.Socket
       try {
-        socket = Dgram.createSocket({ type: Net.isIPv6(host) ? "udp6" : "udp4", lookup: literalLookup })
+        socket = Dgram.createSocket({ type: Endpoint.ipVersion(host) === 6 ? "udp6" : "udp4", lookup: literalLookup })
       } catch (error) {
         return resume(Effect.fail(CapsError.fromBindFailure(error, endpoint)))
       }

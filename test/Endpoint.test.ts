@@ -2,9 +2,18 @@
 // IPv4 peer seen through a dual-stack socket (`::ffff:127.0.0.1`) named by its IPv4 address, while
 // IPv6 addresses that merely start the same way are left alone.
 import { assert, describe, it } from "@effect/vitest"
+import * as Net from "node:net"
 import * as Endpoint from "../src/Endpoint.ts"
 
 describe("Endpoint", () => {
+  it("tells IPv4 and IPv6 literals from names, as net.isIP does", () => {
+    const hosts = ["127.0.0.1", "0.0.0.0", "::", "::1", "fe80::1%lo", "::ffff:127.0.0.1", "2001:db8::1", "localhost"]
+    const odd = ["127.0.0.256", "1.2.3", ":::", "1:2:3:4:5:6:7:8:9", "[::1]", "", "example.org", "::1 ", "12000"]
+    for (const host of [...hosts, ...odd]) assert.strictEqual(Endpoint.ipVersion(host), Net.isIP(host), host)
+    assert.strictEqual(Endpoint.ipVersion("::1"), 6)
+    assert.strictEqual(Endpoint.ipVersion("127.0.0.1"), 4)
+  })
+
   it("formats host:port/transport, bracketing IPv6 literals only", () => {
     assert.strictEqual(Endpoint.format(Endpoint.make("127.0.0.1", 12000, "udp")), "127.0.0.1:12000/udp")
     assert.strictEqual(Endpoint.format(Endpoint.make("::1", 12000, "tcp")), "[::1]:12000/tcp")
