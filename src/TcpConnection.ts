@@ -96,9 +96,12 @@ interface Owed {
 
 const NEWLINE = 0x0a
 
-const newlinesIn = (piece: Uint8Array): number => {
+// Counted in the decoded text, where V8 searches without leaving JavaScript (a Buffer's indexOf is a call into C++
+// per line, three times as long on a read of 16 lines). The counts agree: UTF-8 uses the byte 0x0A for nothing else,
+// a character the decoder holds back holds none, and the byte after an invalid sequence is decoded as itself.
+const newlinesIn = (text: string): number => {
   let lines = 0
-  for (let at = piece.indexOf(NEWLINE); at !== -1; at = piece.indexOf(NEWLINE, at + 1)) lines++
+  for (let at = text.indexOf("\n"); at !== -1; at = text.indexOf("\n", at + 1)) lines++
   return lines
 }
 
@@ -258,7 +261,7 @@ class Served {
     const before = this.#decoder.malformed
     const text = this.#decoder.decode(chunk)
     this.options.counters.invalidUtf8 += this.#decoder.malformed - before
-    const count = this.#requestsIn(chunk)
+    const count = this.#requestsIn(chunk, text)
     this.#requests += count
     this.#reply(this.transform.apply(text), "", arrived, chunk.length, count)
   }
@@ -266,10 +269,10 @@ class Served {
   // The requests a piece brings: its lines, and a sentence it leaves open (the textbook's client sends no
   // newline and waits), each counted once even when a read splits it; so a pipelining client is counted per
   // line, as with a "line" transform.
-  #requestsIn(piece: Uint8Array): number {
+  #requestsIn(piece: Uint8Array, text: string): number {
     const wasOpen = this.#openSentence
     this.#openSentence = piece[piece.length - 1] !== NEWLINE
-    return newlinesIn(piece) + (this.#openSentence ? 1 : 0) - (wasOpen ? 1 : 0)
+    return newlinesIn(text) + (this.#openSentence ? 1 : 0) - (wasOpen ? 1 : 0)
   }
 
   #replyToLines(bytes: Uint8Array, arrived: number): void {

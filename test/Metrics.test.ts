@@ -155,13 +155,21 @@ describe("metrics in the embedder's registry", () => {
         tcpExchange(port, ["sp", "li", "t\n"], { pauseMs: 100, halfClose: true })
       )
       assert.strictEqual(split.data.toString(), "SPLIT\n")
-      yield* Effect.promise(() => waitUntil(() => value(read(), "caps_tcp_connections_total") === 3, 3000, "all three"))
+      // An invalid byte before a newline, and a character split over reads after one: two lines.
+      const mixed = yield* Effect.promise(() =>
+        tcpExchange(port, [Buffer.from("a\xff\nb\xc3", "latin1"), Buffer.from("\xa9\n", "latin1")], {
+          pauseMs: 100,
+          halfClose: true,
+        })
+      )
+      assert.strictEqual(mixed.data.toString(), "A\uFFFD\nB\u00C9\n")
+      yield* Effect.promise(() => waitUntil(() => value(read(), "caps_tcp_connections_total") === 4, 3000, "all four"))
       yield* Effect.promise(() => sleep(50))
       const samples = read()
-      assert.strictEqual(value(samples, 'caps_requests_total{transport="tcp",result="answered"}'), 5)
+      assert.strictEqual(value(samples, 'caps_requests_total{transport="tcp",result="answered"}'), 7)
       // A sentence split over reads is counted, with its size, at its first read.
-      assert.strictEqual(value(samples, 'caps_request_size_bytes_sum{transport="tcp"}'), 14 + 8 + 2)
-      assert.strictEqual(value(samples, 'caps_request_duration_seconds_count{transport="tcp"}'), 5)
+      assert.strictEqual(value(samples, 'caps_request_size_bytes_sum{transport="tcp"}'), 14 + 8 + 2 + 5)
+      assert.strictEqual(value(samples, 'caps_request_duration_seconds_count{transport="tcp"}'), 7)
     }).pipe(Effect.scoped, provide)
   })
 
