@@ -34,6 +34,16 @@ const sample = (text: string, series: string): number | undefined => {
   return line === undefined ? undefined : Number(line.slice(series.length + 1))
 }
 
+/** A port some other server holds on 127.0.0.1, for the scope's lifetime. */
+const takenPort = Effect.gen(function* () {
+  const taken = Net.createServer()
+  yield* Effect.acquireRelease(
+    Effect.promise(() => new Promise<void>((resolve) => taken.listen({ host: "127.0.0.1", port: 0 }, resolve))),
+    () => Effect.sync(() => taken.close()),
+  )
+  return (taken.address() as Net.AddressInfo).port
+})
+
 describe("caps serve --metrics-port", () => {
   it.live("serves /metrics, /livez and /readyz; /readyz is 503 during the drain while /livez stays 200", () =>
     Effect.gen(function* () {
@@ -98,12 +108,7 @@ describe("caps serve --metrics-port", () => {
 
   it.live("a metrics port in use fails like a server's port in use, and nothing is left bound", () =>
     Effect.gen(function* () {
-      const taken = Net.createServer()
-      yield* Effect.acquireRelease(
-        Effect.promise(() => new Promise<void>((resolve) => taken.listen({ host: "127.0.0.1", port: 0 }, resolve))),
-        () => Effect.sync(() => taken.close()),
-      )
-      const port = (taken.address() as Net.AddressInfo).port
+      const port = yield* takenPort
       const finished = yield* runCaps(["serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", String(port)])
       assert.strictEqual(finished.code, ExitCode.ofError.AddressInUse, finished.stderr)
       assert.include(finished.stderr, `127.0.0.1:${port}`)
@@ -237,12 +242,7 @@ describe("MetricsEndpoint", () => {
 
   it.live("a port in use is a typed AddressInUse naming it, and nothing is left listening", () =>
     Effect.gen(function* () {
-      const taken = Net.createServer()
-      yield* Effect.acquireRelease(
-        Effect.promise(() => new Promise<void>((resolve) => taken.listen({ host: "127.0.0.1", port: 0 }, resolve))),
-        () => Effect.sync(() => taken.close()),
-      )
-      const port = (taken.address() as Net.AddressInfo).port
+      const port = yield* takenPort
       const error = yield* Effect.flip(MetricsEndpoint.serve({ host: "127.0.0.1", port, ready: () => true }))
       assert.strictEqual(error._tag, "AddressInUse")
       assert.include(error.message, `127.0.0.1:${port}`)
