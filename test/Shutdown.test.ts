@@ -141,6 +141,37 @@ describe("TcpServer shutdown by closing its scope", () => {
     }).pipe(Effect.provide(logs.layer))
   })
 
+  it.live("a client still sending when the drain ends its connection gets its replies and a clean end; the scope waits for it", () =>
+    Effect.gen(function* () {
+      const { server, close } = yield* scopedServer(Transform.upper, { drainTimeout: "3 seconds" })
+      const client = yield* connection(server.address.port)
+      const received = collect(client)
+      let reset: string | undefined
+      client.on("error", (error: NodeJS.ErrnoException) => (reset ??= error.code))
+      // A client that pipelines without pause, and goes on for 300 ms after the server's FIN before it closes:
+      // the server holds bytes it has not read when the drain ends the connection. Closing its socket then would
+      // reset the connection, so the server reads and discards until the client closes (the lingering close), and
+      // the scope waits for that before it closes what is left.
+      let clientClosedAt = Infinity
+      const sender = setInterval(() => client.writable && client.write(BLOCK), 1)
+      client.on("end", () =>
+        setTimeout(() => {
+          clearInterval(sender)
+          clientClosedAt = Date.now()
+          client.end()
+        }, 300))
+      yield* Effect.promise(() => sleep(200))
+      yield* close
+      const closedAt = Date.now()
+      clearInterval(sender)
+      yield* Effect.promise(() => waitUntil(() => received.outcome() !== "open", 3000, "the client's connection ends"))
+      assert.strictEqual(received.outcome(), "end", "a FIN after the replies")
+      assert.isUndefined(reset, "no reset, though the client sent after the FIN")
+      assert.isAtLeast(closedAt, clientClosedAt, "the scope closed once the client had closed, not before")
+      assert.isAbove(received.data().length, 0)
+      assert.isTrue(answersPipelined(received.data()), "the replies are the requests upper-cased, in order")
+    }))
+
   it.live("when the scope has closed, no server socket is left, not even one cut at the deadline or lingering", () =>
     Effect.gen(function* () {
       const { server, close } = yield* scopedServer(Transform.upper, { drainTimeout: "300 millis" })
