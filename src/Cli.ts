@@ -12,7 +12,9 @@ import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
+import * as References from "effect/References"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Command from "effect/cli/Command"
@@ -630,15 +632,51 @@ export const logFormat = GlobalFlag.Setting("log-format")({
   ),
 })
 
+// The names --log-level takes, and the levels they mean (Effect's flag: GlobalFlag.LogLevel).
+const LOG_LEVELS = {
+  all: "All",
+  trace: "Trace",
+  debug: "Debug",
+  info: "Info",
+  warn: "Warn",
+  warning: "Warn",
+  error: "Error",
+  fatal: "Fatal",
+  none: "None",
+} as const satisfies Record<string, LogLevel.LogLevel>
+
+/**
+ * `CAPS_LOG_LEVEL`, the environment variable of Effect's own `--log-level`, which has none: as for every other flag, the
+ * flag wins when both are given. A bad value is a usage error naming the variable.
+ */
+const logLevelFromEnv = Layer.unwrap(Effect.gen(function* () {
+  // Provided by Command.run, as the built-in flags are: read without requiring it in the type.
+  const flag = yield* Effect.serviceOption(GlobalFlag.LogLevel)
+  if (Option.isSome(flag) && Option.isSome(flag.value)) return Layer.empty
+  const name = yield* Config.option(Config.String(envVarOf("log-level"))).pipe(Effect.orDie)
+  if (Option.isNone(name)) return Layer.empty
+  const level = LOG_LEVELS[name.value.toLowerCase() as keyof typeof LOG_LEVELS]
+  if (level === undefined) {
+    return yield* new CapsError.InvalidOption({
+      option: envVarOf("log-level"),
+      detail: `expected one of ${Object.keys(LOG_LEVELS).join(", ")}, got ${JSON.stringify(name.value)}`,
+    })
+  }
+  return Layer.succeed(References.MinimumLogLevel, level)
+}))
+
 /** The `caps` command with its subcommands. */
 export const caps = Command.make("caps").pipe(
   Command.withDescription("capitalisation servers and clients over UDP and TCP, after the textbook's four programs"),
   Command.withSubcommands([udpServer, tcpServer, serve, udpClient, tcpClient, ping, proxy, check]),
   Command.provide(() =>
-    Layer.unwrap(Effect.map(logFormat, (format) => {
-      logging.format = format
-      return LogFormat.layer(format)
-    }))
+    Layer.merge(
+      Layer.unwrap(Effect.map(logFormat, (format) => {
+        logging.format = format
+        return LogFormat.layer(format)
+      })),
+      logLevelFromEnv,
+    )
   ),
   Command.withGlobalFlags([logFormat]),
 )

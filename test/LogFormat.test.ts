@@ -189,6 +189,33 @@ describe("caps --log-format", () => {
   )
 })
 
+describe("caps --log-level and CAPS_LOG_LEVEL", () => {
+  it.live(
+    "CAPS_LOG_LEVEL=warn keeps the warnings and drops the info lines; --log-level wins over it; a bad value is a usage error",
+    () =>
+      Effect.gen(function* () {
+        const warned = yield* provoke(yield* serve([], { CAPS_LOG_LEVEL: "warn" }))
+        assert.isTrue(warned.some((line) => / WARN .*invalid UTF-8/.test(line)), warned.join("\n"))
+        assert.isTrue(warned.some((line) => / WARN .*TCP line/.test(line)), warned.join("\n"))
+        assert.isFalse(
+          warned.some((line) => / INFO /.test(line)),
+          `no info line (the stop summaries):\n${warned.join("\n")}`,
+        )
+        const flagWins = yield* provoke(yield* serve(["--log-level", "info"], { CAPS_LOG_LEVEL: "none" }))
+        assert.isTrue(flagWins.some((line) => / INFO .*stopped/.test(line)), flagWins.join("\n"))
+        const bad = yield* runCaps(["serve", "--port", "0"], { env: { CAPS_LOG_LEVEL: "loud" } })
+        assert.strictEqual(bad.code, ExitCode.USAGE, bad.stderr)
+        assert.strictEqual(
+          bad.stderr,
+          `caps: invalid option CAPS_LOG_LEVEL: expected one of all, trace, debug, info, warn, warning, error, fatal, ` +
+            `none, got "loud"\n`,
+        )
+        assert.strictEqual(bad.stdout, "", "nothing bound")
+      }),
+    40_000,
+  )
+})
+
 describe("the library's log annotations", () => {
   it.live(
     "an embedder's own Logger gets peer, transport, connection and error as annotations",

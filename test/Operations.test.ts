@@ -171,7 +171,7 @@ describe("README: Running caps", () => {
   })
 
   it("says how logs are formatted and traces exported, and gives the container health check", () => {
-    for (const word of ["--log-format", "CAPS_LOG_FORMAT", "--log-level", "json", "logfmt"]) {
+    for (const word of ["--log-format", "CAPS_LOG_FORMAT", "--log-level", "CAPS_LOG_LEVEL", "json", "logfmt"]) {
       assert.include(section(running, "### Logs"), word)
     }
     for (const variable of ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_PROTOCOL"]) {
