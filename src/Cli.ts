@@ -403,7 +403,7 @@ const converse = <E>(
   replyPrefix: string,
 ) =>
   Option.match(sentence, {
-    onNone: () => ClientSession.run(request, { replyPrefix }),
+    onNone: () => ClientSession.run(request, { replyPrefix, logFailures: logging.format !== "text" }),
     onSome: (sentence) => request(sentence).pipe(Effect.flatMap((reply) => Console.log(reply))),
   })
 

@@ -16,10 +16,12 @@
  * sentence failed, the session fails with `SentencesFailed`, whose exit code is
  * that of the first failure.
  */
+import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as Builtins from "./Builtins.ts"
+import * as LogAnnotations from "./LogAnnotations.ts"
 
 /** The textbook's prompt, word for word. */
 export const PROMPT = "Input lowercase sentence:"
@@ -30,6 +32,11 @@ export interface SessionOptions {
   readonly replyPrefix: string
   /** Whether to talk as to a person (prompt, prefix); by default, whether standard input is a terminal. */
   readonly interactive?: boolean | undefined
+  /**
+   * Whether a failed sentence is a log line (`--log-format json` or `logfmt`): the message, with `line` and `error`
+   * (the failure's tag) as annotations, instead of the `caps: line N: ...` text.
+   */
+  readonly logFailures?: boolean | undefined
 }
 
 // Lines waiting to be sent; reading pauses while this many are queued, so a huge pipe is not read ahead into memory.
@@ -113,12 +120,16 @@ export const run = <E>(
       }
       failed++
       first ??= outcome.failure
-      if (interactive) {
-        yield* Console.error(`caps: ${messageOf(outcome.failure)}`)
+      const message = messageOf(outcome.failure)
+      if (options.logFailures === true) {
+        yield* Effect.logError(message).pipe(Effect.annotateLogs({
+          ...(interactive ? {} : { line: sent }),
+          ...LogAnnotations.ofCause(Cause.fail(outcome.failure)),
+        }))
       } else {
-        yield* Console.error(`caps: line ${sent}: ${messageOf(outcome.failure)}`)
-        yield* Console.log("")
+        yield* Console.error(interactive ? `caps: ${message}` : `caps: line ${sent}: ${message}`)
       }
+      if (!interactive) yield* Console.log("")
     }
     if (failed > 0) return yield* new SentencesFailed({ failed, sent, first })
   }).pipe(Effect.scoped)

@@ -16,6 +16,8 @@ export type LogAnnotations = {
   readonly peer?: string
   readonly transport?: Endpoint.Transport
   readonly connection?: number
+  /** The line of a client session's input that a failure is about, from 1. */
+  readonly line?: number
   readonly error?: string
   readonly kind?: string
   readonly suppressed?: number

@@ -12,7 +12,7 @@ import * as TcpServer from "../src/TcpServer.ts"
 import * as Transform from "../src/Transform.ts"
 import * as UdpServer from "../src/UdpServer.ts"
 import { CAPS_READY, lines, runCaps, type Server, startCaps } from "./support/Process.ts"
-import { tcpExchange, udpExchange, waitUntil } from "./support/Sockets.ts"
+import { tcpExchange, udpExchange, unusedPort, waitUntil } from "./support/Sockets.ts"
 
 const MAX_LINE_BYTES = 8
 const INVALID_UTF8 = Uint8Array.of(0x61, 0xff, 0x62)
@@ -166,6 +166,31 @@ describe("caps --log-format", () => {
         annotations: { error: "AddressInUse" },
       })
     }), 40_000)
+
+  it.live(
+    "json: a client session's failed sentences are log lines too, with the input line and the error's tag",
+    () =>
+      Effect.gen(function* () {
+        const port = String(yield* Effect.promise(unusedPort))
+        // TCP: a closed port refuses at once on both runtimes (Deno's UDP sees no ICMP, and would time out).
+      const session = yield* runCaps(["tcp-client", "--host", "127.0.0.1", "--port", port, "--log-format", "json"], {
+          input: "one\ntwo\n",
+        })
+        assert.strictEqual(session.code, ExitCode.ofError.ConnectionRefused, session.stderr)
+        assert.strictEqual(session.stdout, "\n\n", "one line out for each line in, empty for a failed one")
+        const entries = lines(session.stderr).map((line) =>
+          JSON.parse(line) as { readonly message: string; readonly level: string; readonly annotations: object }
+        )
+        assert.deepStrictEqual(entries.map((entry) => [entry.level, entry.annotations]), [
+          ["ERROR", { line: 1, error: "ConnectionRefused" }],
+          ["ERROR", { line: 2, error: "ConnectionRefused" }],
+          ["ERROR", { error: "SentencesFailed" }],
+        ])
+        assert.match(entries[0].message, new RegExp(`^connection refused by 127\\.0\\.0\\.1:${port}/tcp`))
+        assert.strictEqual(entries[2].message, "2 of 2 sentences failed")
+      }),
+    40_000,
+  )
 
   it.live(
     "an unknown format is a usage error (exit 2) that names the flag and the formats",
