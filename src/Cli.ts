@@ -12,21 +12,18 @@ import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
-import * as References from "effect/References"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
-import * as GlobalFlag from "effect/cli/GlobalFlag"
 import * as ClientSession from "./ClientSession.ts"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as FaultProxy from "./FaultProxy.ts"
 import * as Health from "./Health.ts"
 import * as ListenAddress from "./ListenAddress.ts"
-import * as LogFormat from "./LogFormat.ts"
+import * as LogFlags from "./LogFlags.ts"
 import * as MetricsEndpoint from "./MetricsEndpoint.ts"
 import * as Options from "./Options.ts"
 import * as Pinger from "./Pinger.ts"
@@ -403,7 +400,7 @@ const converse = <E>(
   replyPrefix: string,
 ) =>
   Option.match(sentence, {
-    onNone: () => ClientSession.run(request, { replyPrefix, logFailures: logging.format !== "text" }),
+    onNone: () => ClientSession.run(request, { replyPrefix, logFailures: LogFlags.current.format !== "text" }),
     onSome: (sentence) => request(sentence).pipe(Effect.flatMap((reply) => Console.log(reply))),
   })
 
@@ -619,66 +616,12 @@ const check = Command.make(
   ),
 )
 
-/** The log format a command runs with, once its flags are parsed: main.ts reports a failure in it too. */
-export const logging: { format: LogFormat.LogFormat } = { format: "text" }
-
-/** `--log-format`, beside Effect's own `--log-level`: global, so that it can be given before or after the command. */
-export const logFormat = GlobalFlag.Setting("log-format")({
-  flag: Flag.Literals("log-format", LogFormat.formats).pipe(
-    Flag.withMetavar("<text|json|logfmt>"),
-    Flag.withDescription(`the format of the log lines on stderr; default text (env ${envVarOf("log-format")})`),
-    Flag.withFallbackConfig(Config.Literals(LogFormat.formats, envVarOf("log-format"))),
-    Flag.withDefault("text" as const),
-  ),
-})
-
-// The names --log-level takes, and the levels they mean (Effect's flag: GlobalFlag.LogLevel).
-const LOG_LEVELS = {
-  all: "All",
-  trace: "Trace",
-  debug: "Debug",
-  info: "Info",
-  warn: "Warn",
-  warning: "Warn",
-  error: "Error",
-  fatal: "Fatal",
-  none: "None",
-} as const satisfies Record<string, LogLevel.LogLevel>
-
-/**
- * `CAPS_LOG_LEVEL`, the environment variable of Effect's own `--log-level`, which has none: as for every other flag, the
- * flag wins when both are given. A bad value is a usage error naming the variable.
- */
-const logLevelFromEnv = Layer.unwrap(Effect.gen(function* () {
-  // Provided by Command.run, as the built-in flags are: read without requiring it in the type.
-  const flag = yield* Effect.serviceOption(GlobalFlag.LogLevel)
-  if (Option.isSome(flag) && Option.isSome(flag.value)) return Layer.empty
-  const name = yield* Config.option(Config.String(envVarOf("log-level"))).pipe(Effect.orDie)
-  if (Option.isNone(name)) return Layer.empty
-  const level = LOG_LEVELS[name.value.toLowerCase() as keyof typeof LOG_LEVELS]
-  if (level === undefined) {
-    return yield* new CapsError.InvalidOption({
-      option: envVarOf("log-level"),
-      detail: `expected one of ${Object.keys(LOG_LEVELS).join(", ")}, got ${JSON.stringify(name.value)}`,
-    })
-  }
-  return Layer.succeed(References.MinimumLogLevel, level)
-}))
-
 /** The `caps` command with its subcommands. */
 export const caps = Command.make("caps").pipe(
   Command.withDescription("capitalisation servers and clients over UDP and TCP, after the textbook's four programs"),
   Command.withSubcommands([udpServer, tcpServer, serve, udpClient, tcpClient, ping, proxy, check]),
-  Command.provide(() =>
-    Layer.merge(
-      Layer.unwrap(Effect.map(logFormat, (format) => {
-        logging.format = format
-        return LogFormat.layer(format)
-      })),
-      logLevelFromEnv,
-    )
-  ),
-  Command.withGlobalFlags([logFormat]),
+  Command.provide(() => LogFlags.layer),
+  Command.withGlobalFlags([LogFlags.logFormat]),
 )
 
 /** Runs `caps` on the process's arguments. */

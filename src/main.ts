@@ -30,6 +30,7 @@ import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Cli from "./Cli.ts"
 import * as ExitCode from "./ExitCode.ts"
 import * as LogAnnotations from "./LogAnnotations.ts"
+import * as LogFlags from "./LogFlags.ts"
 import * as LogFormat from "./LogFormat.ts"
 import * as Runtime from "./Runtime.ts"
 
@@ -105,7 +106,7 @@ const exitCodeOf = (exit: Exit.Exit<unknown, unknown>): number => {
 const report = (cause: Cause.Cause<unknown>) =>
   Effect.suspend(() => {
     const error = Cause.findErrorOption(cause)
-    const structured = Cli.logging.format !== "text"
+    const structured = LogFlags.current.format !== "text"
     const log = (
       message: string,
       annotations: LogAnnotations.LogAnnotations,
@@ -113,7 +114,7 @@ const report = (cause: Cause.Cause<unknown>) =>
     ) =>
       Effect.logError(message, logged).pipe(
         Effect.annotateLogs(annotations),
-        Effect.provide(LogFormat.layer(Cli.logging.format)),
+        Effect.provide(LogFormat.layer(LogFlags.current.format)),
       )
     if (error._tag === "Some") {
       if (CliError.isCliError(error.value)) return Effect.void
