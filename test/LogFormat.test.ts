@@ -173,7 +173,7 @@ describe("caps --log-format", () => {
       Effect.gen(function* () {
         const port = String(yield* Effect.promise(unusedPort))
         // TCP: a closed port refuses at once on both runtimes (Deno's UDP sees no ICMP, and would time out).
-      const session = yield* runCaps(["tcp-client", "--host", "127.0.0.1", "--port", port, "--log-format", "json"], {
+        const session = yield* runCaps(["tcp-client", "--host", "127.0.0.1", "--port", port, "--log-format", "json"], {
           input: "one\ntwo\n",
         })
         assert.strictEqual(session.code, ExitCode.ofError.ConnectionRefused, session.stderr)
