@@ -19,11 +19,11 @@ if (deno !== undefined && !granted({ name: "read", path: import.meta.dirname }))
   await import("./caps.bundle.mjs")
 } else {
   // Deno loads node:fs only when asked (some 10 ms): it reads with its own API, and writes a cache with node:fs.
-  const fs = () => process.getBuiltinModule("node:fs")
+  const nodeFs = () => process.getBuiltinModule("node:fs")
   const readText = deno !== undefined
     ? (file) => deno.readTextFileSync(file)
-    : (file) => fs().readFileSync(file, "utf8")
-  const readBytes = deno !== undefined ? (file) => deno.readFileSync(file) : (file) => fs().readFileSync(file)
+    : (file) => nodeFs().readFileSync(file, "utf8")
+  const readBytes = deno !== undefined ? (file) => deno.readFileSync(file) : (file) => nodeFs().readFileSync(file)
   const path = process.getBuiltinModule("node:path")
   const vm = process.getBuiltinModule("node:vm")
   const { createRequire, wrap } = process.getBuiltinModule("node:module")
@@ -55,7 +55,7 @@ if (deno !== undefined && !granted({ name: "read", path: import.meta.dirname }))
   if (mayWrite && (cachedData === undefined || script.cachedDataRejected)) {
     process.once("exit", () => {
       try {
-        const fs = process.getBuiltinModule("node:fs")
+        const fs = nodeFs()
         fs.mkdirSync(cacheDir, { recursive: true })
         fs.writeFileSync(`${cacheFile}.${process.pid}`, script.createCachedData())
         fs.renameSync(`${cacheFile}.${process.pid}`, cacheFile)

@@ -4,9 +4,9 @@
  * `node:tls` with `node:crypto` (TLS), `node:dns` (host names), `node:http` (`--metrics-port`) and `node:readline`
  * (sessions read from standard input) took a third of a one-shot client's start: `caps udp-client -m hello --host
  * 127.0.0.1` uses none of them, and with them loaded at start it ran about 1.4x as long. Deno loads even `node:fs`
- * and `node:os` only when asked, so they are here too. A module that needs
- * one asks here at the point of use; `process.getBuiltinModule` (Node and Deno) keeps each once loaded, so later
- * calls are a lookup. Types come from `import type`, which costs nothing at run time.
+ * and `node:os` only when asked, so they are here too. A module that needs one asks here at the point of use;
+ * `process.getBuiltinModule` (Node and Deno) keeps each once loaded, so later calls are a lookup. Types come from
+ * `import type`, which costs nothing at run time.
  */
 import type * as NodeCrypto from "node:crypto"
 import type * as NodeDns from "node:dns"

@@ -48,31 +48,26 @@ export interface Reply {
 
 const plain = (status: number, body: string): Reply => ({ status, body })
 
+/** What the routes read: the metrics in Prometheus's format, and whether the servers serve. */
+export interface RouteOptions {
+  readonly metrics: () => string
+  readonly ready: () => boolean
+}
+
+const ROUTES: Record<string, (options: RouteOptions) => Reply> = {
+  "/metrics": (options) => ({ status: 200, body: options.metrics(), contentType: PROMETHEUS_CONTENT_TYPE }),
+  "/livez": () => plain(200, "ok\n"),
+  "/readyz": (options) => options.ready() ? plain(200, "ready\n") : plain(503, "not ready\n"),
+}
+
 /** The reply to one request: what a path serves, to GET and HEAD only; a 500 if serving it throws. */
-export const route = (
-  method: string,
-  url: string,
-  options: { readonly metrics: () => string; readonly ready: () => boolean },
-): Reply => {
+export const route = (method: string, url: string, options: RouteOptions): Reply => {
   const path = url.split("?", 1)[0]
-  const serve = (): Reply | undefined => {
-    switch (path) {
-      case "/metrics":
-        return { status: 200, body: options.metrics(), contentType: PROMETHEUS_CONTENT_TYPE }
-      case "/livez":
-        return plain(200, "ok\n")
-      case "/readyz":
-        return options.ready() ? plain(200, "ready\n") : plain(503, "not ready\n")
-      default:
-        return undefined
-    }
-  }
-  if (method !== "GET" && method !== "HEAD") {
-    const known = ["/metrics", "/livez", "/readyz"].includes(path)
-    return known ? { status: 405, body: "method not allowed\n", allow: "GET, HEAD" } : plain(404, "not found\n")
-  }
+  const serve = Object.hasOwn(ROUTES, path) ? ROUTES[path] : undefined
+  if (serve === undefined) return plain(404, "not found\n")
+  if (method !== "GET" && method !== "HEAD") return { status: 405, body: "method not allowed\n", allow: "GET, HEAD" }
   try {
-    return serve() ?? plain(404, "not found\n")
+    return serve(options)
   } catch {
     // It runs in a socket callback, where no fiber catches: a scrape that fails must not take the servers down.
     return plain(500, "internal error\n")

@@ -6,12 +6,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { warn } from "node:console"
-import * as Dgram from "node:dgram"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { CAPS_READY, isDeno, projectRoot, run, start } from "./support/Process.ts"
+import { udpPeer } from "./support/Sockets.ts"
 
 if (isDeno) warn("Startup.test.ts: skipped under Deno (it reads Node's record of the built-ins it loaded)")
 
@@ -33,14 +33,12 @@ const lazyLoaded = (file: string) => LAZY.filter((name) => loadedIn(file).includ
 
 const uppercasingPeers = Effect.acquireRelease(
   Effect.promise(async () => {
-    const udp = Dgram.createSocket("udp4")
-    udp.on("message", (message, peer) => udp.send(message.toString().toUpperCase(), peer.port, peer.address))
-    await new Promise<void>((resolve) => udp.bind(0, "127.0.0.1", resolve))
+    const udp = await udpPeer((message) => ({ payload: message.toString().toUpperCase() }))
     const tcp = Net.createServer((socket) => {
       socket.on("data", (data) => socket.write(data.toString().toUpperCase())).on("error", () => socket.destroy())
     })
     await new Promise<void>((resolve) => tcp.listen(0, "127.0.0.1", resolve))
-    return { udp, tcp, udpPort: udp.address().port, tcpPort: (tcp.address() as Net.AddressInfo).port }
+    return { udp, tcp, udpPort: udp.port, tcpPort: (tcp.address() as Net.AddressInfo).port }
   }),
   ({ tcp, udp }) => Effect.sync(() => (udp.close(), tcp.close())),
 )
