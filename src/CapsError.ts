@@ -93,10 +93,13 @@ export class MessageTooLarge extends Schema.TaggedError<MessageTooLarge>()("Mess
   transport: Schema.Literals(["udp", "tcp"]),
   size: Schema.Int,
   limit: Schema.Int,
+  /** `size` is what was read of it, and it may have been longer (a datagram cut short by the read). */
+  atLeast: Schema.optional(Schema.Boolean),
 }) {
   override get message(): string {
     const what = this.transport === "udp" ? "UDP datagram" : "TCP line"
-    return `${what} of ${this.size} bytes exceeds the limit of ${this.limit} bytes`
+    const size = this.atLeast === true ? `at least ${this.size}` : `${this.size}`
+    return `${what} of ${size} bytes exceeds the limit of ${this.limit} bytes`
   }
 }
 

@@ -129,7 +129,14 @@ export class TcpCounters extends RequestCounters {
 }
 
 /** Why a datagram was not answered (`caps_udp_datagrams_refused_total{reason}`). */
-export const UDP_REFUSALS = ["loop_guard", "rate_limit", "amplification", "too_large", "overloaded"] as const
+export const UDP_REFUSALS = [
+  "loop_guard",
+  "rate_limit",
+  "amplification",
+  "too_large",
+  "truncated",
+  "overloaded",
+] as const
 export type UdpRefusal = typeof UDP_REFUSALS[number]
 
 /** The counters of one UDP server. */
@@ -181,7 +188,8 @@ export const tlsHandshakeFailures = Metric.counter("caps_tls_handshake_failures_
   description: "TLS handshakes that failed: plaintext clients, clients refusing the certificate, timeouts",
 })
 export const udpDatagramsRefused = Metric.counter("caps_udp_datagrams_refused_total", {
-  description: "UDP datagrams not answered, by reason: loop_guard, rate_limit, amplification, too_large, overloaded",
+  description:
+    "UDP datagrams not answered, by reason: loop_guard, rate_limit, amplification, too_large, truncated (Deno), overloaded",
 })
 export const udpDatagramsDropped = Metric.counter("caps_udp_datagrams_dropped_total", {
   description: "UDP datagrams the kernel dropped because the receive buffer was full",

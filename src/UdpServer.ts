@@ -23,7 +23,10 @@
  * (park, wake) cost up to a quarter of the throughput of a hand-written
  * `node:dgram` server (bench/). The kernel's receive buffer, sized by
  * `receiveBufferBytes`, is the bounded receive queue; what overflows it the
- * kernel drops and counts (`UdpDrops`).
+ * kernel drops and counts (`UdpDrops`). On Deno, which cannot size that
+ * queue, reads are sized instead (`UdpSocket`): a datagram that filled its
+ * read is not answered, since it may have been cut short, and the reads
+ * become whole.
  *
  * With `traceDatagrams` each datagram is a `UdpServer.datagram` span (the
  * sender, and what became of it); without, the message callback is the
@@ -69,7 +72,10 @@ export interface UdpServerOptions {
   readonly port?: number | undefined
   /** Datagrams longer than this are logged and not answered; 65,507 by default. */
   readonly maxDatagramBytes?: number | undefined
-  /** The kernel's receive buffer for the socket (the receive queue), in bytes; the system's default if not given. */
+  /**
+   * The kernel's receive buffer for the socket (the receive queue), in bytes; the system's default if not given.
+   * Not on Deno, which cannot size it (`InvalidOption`).
+   */
   readonly receiveBufferBytes?: number | undefined
   /** Per-source-IP limit on datagrams served; off by default (see `UdpGuard`). */
   readonly rateLimit?: UdpGuard.RateLimit | undefined
@@ -87,7 +93,11 @@ export const UdpServerOptions = Schema.Struct({
   maxDatagramBytes: Schema.optional(
     Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: Protocol.MAX_UDP_PAYLOAD })),
   ),
-  receiveBufferBytes: Schema.optional(Options.PositiveInt),
+  receiveBufferBytes: Schema.optional(Options.PositiveInt.check(Schema.makeFilter(() =>
+    UdpSocket.sizesReceiveQueue ||
+    "not settable on Deno: its node:dgram sizes the buffer each datagram is read into, not the kernel's " +
+      "receive queue; leave it unset, or set the system's default (sysctl net.core.rmem_default)"
+  ))),
   rateLimit: Schema.optional(Schema.Struct({
     perSecond: Schema.Finite.check(Schema.isGreaterThan(0)),
     burst: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(1)),
@@ -103,6 +113,11 @@ export interface UdpServerStats {
   readonly dropped: number | undefined
   /** Not answered: the datagram was longer than `maxDatagramBytes`, or its reply longer than a datagram can carry. */
   readonly tooLarge: number
+  /**
+   * Not answered: the datagram filled its read, and may have been cut short (Deno only, whose reads start at
+   * `UdpSocket.FIRST_READ_BYTES`; the first such datagram makes them whole up to `maxDatagramBytes`).
+   */
+  readonly truncated: number
   readonly malformed: number
   readonly sendErrors: number
   /** Not answered: from a reserved port or the server's own port (loop guard). */
@@ -137,6 +152,7 @@ const DATAGRAM_RESULTS = [
   "loopGuarded",
   "rateLimited",
   "tooLarge",
+  "truncated",
   "amplificationGuarded",
   "failed",
   "overloaded",
@@ -158,7 +174,8 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
     const maxBytes = options.maxDatagramBytes ?? MAX_UDP_PAYLOAD
     const bound = yield* ListenAddress.bind(
       options.host,
-      (host) => UdpSocket.bind(host, port, options.receiveBufferBytes),
+      (host) =>
+        UdpSocket.bind(host, port, { receiveBufferBytes: options.receiveBufferBytes, maxDatagramBytes: maxBytes }),
     )
     const { socket } = bound
     const local = socket.address()
@@ -276,9 +293,22 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
         )
       }
       const size = payload.length
+      // Deno: a datagram that filled its read may have been cut short (UdpSocket); never answered as a piece.
+      const cut = bound.mayBeCut(payload)
+      if (cut && size <= maxBytes) {
+        refused.truncated++
+        bound.widenReads()
+        return throttle.warn(
+          "Truncated",
+          () =>
+            `not answering ${peerOf(from)}: its datagram filled the ${size}-byte read and may have been cut short; ` +
+            `datagrams are read whole up to ${maxBytes} bytes from now on, so a resend is answered`,
+          () => ({ ...LogAnnotations.ofPeer(endpointOf(from)), error: "Truncated" }),
+        )
+      }
       if (size > maxBytes) {
         refused.too_large++
-        const error = new CapsError.MessageTooLarge({ transport: "udp", size, limit: maxBytes })
+        const error = new CapsError.MessageTooLarge({ transport: "udp", size, limit: maxBytes, atLeast: cut })
         return throttle.warn(
           "TooLarge",
           () => `${error.message} from ${peerOf(from)}; not answered`,
@@ -315,6 +345,7 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
       loopGuarded: () => refused.loop_guard,
       rateLimited: () => refused.rate_limit,
       tooLarge: () => refused.too_large,
+      truncated: () => refused.truncated,
       amplificationGuarded: () => refused.amplification,
       failed: () => counts.failed,
       overloaded: () => refused.overloaded,
@@ -398,6 +429,7 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
       answered: counts.answered,
       dropped: dropped(),
       tooLarge: refused.too_large,
+      truncated: refused.truncated,
       malformed: malformedDatagrams,
       sendErrors: counts.sendErrors,
       loopGuarded: refused.loop_guard,

@@ -171,6 +171,11 @@ describe("CapsError messages", () => {
         "UDP datagram of 70000 bytes exceeds the limit of 65507 bytes",
       ],
       [
+        new CapsError.MessageTooLarge({ transport: "udp", size: 2049, limit: 2048, atLeast: true }),
+        "MessageTooLarge",
+        "UDP datagram of at least 2049 bytes exceeds the limit of 2048 bytes",
+      ],
+      [
         new CapsError.MessageTooLarge({ transport: "tcp", size: 65537, limit: 65536 }),
         "MessageTooLarge",
         "TCP line of 65537 bytes exceeds the limit of 65536 bytes",

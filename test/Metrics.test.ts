@@ -79,7 +79,7 @@ const EVERY_SERIES_AT_ZERO = [
   ),
   "caps_tcp_accept_errors_total",
   "caps_tls_handshake_failures_total",
-  ...["loop_guard", "rate_limit", "amplification", "too_large", "overloaded"].map((r) =>
+  ...["loop_guard", "rate_limit", "amplification", "too_large", "truncated", "overloaded"].map((r) =>
     `caps_udp_datagrams_refused_total{reason="${r}"}`
   ),
   "caps_udp_send_errors_total",

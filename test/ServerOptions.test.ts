@@ -8,6 +8,7 @@ import { ConfigProvider, Duration, Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import * as TcpServer from "../src/TcpServer.ts"
 import * as UdpServer from "../src/UdpServer.ts"
+import { isDeno } from "./support/Process.ts"
 import { statsOf, tcpServer } from "./support/Servers.ts"
 import { closedByPeer, connection, readAtLeast, tcpConnect, udpExchange, unusedPort } from "./support/Sockets.ts"
 import { recordingTracer } from "./support/Spans.ts"
@@ -31,9 +32,26 @@ const udpCases: ReadonlyArray<readonly [string, UdpServer.UdpServerOptions]> = [
   ["UdpServer.receiveBufferBytes", { receiveBufferBytes: 0 }],
   ["UdpServer.rateLimit.perSecond", { rateLimit: { perSecond: 0, burst: 1 } }],
   ["UdpServer.rateLimit.burst", { rateLimit: { perSecond: 10, burst: 0.5 } }],
+  // Deno cannot size the receive queue: asking for a size is refused rather than ignored.
+  ...(isDeno ? [["UdpServer.receiveBufferBytes", { receiveBufferBytes: 4096 }] as const] : []),
 ]
 
 describe("server options are decoded before anything is bound", () => {
+  it.live.runIf(isDeno)(
+    "on Deno, a receive queue size is refused, saying why (Deno's node:dgram cannot set it)",
+    () =>
+      Effect.gen(function* () {
+        const error = yield* Effect.flip(
+          Effect.scoped(UdpServer.make({ host: "127.0.0.1", port: 0, receiveBufferBytes: 4096 })),
+        )
+        assert.strictEqual(error._tag, "InvalidOption")
+        assert.include(
+          error.message,
+          "invalid option UdpServer.receiveBufferBytes: not settable on Deno",
+        )
+      }),
+  )
+
   it.live("every bad TcpServer option fails with InvalidOption naming it, and the port stays free", () =>
     Effect.gen(function* () {
       const port = yield* Effect.promise(unusedPort)

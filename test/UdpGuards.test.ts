@@ -10,6 +10,7 @@ import * as ChildProcess from "node:child_process"
 import * as Dgram from "node:dgram"
 import * as Transform from "../src/Transform.ts"
 import * as UdpServer from "../src/UdpServer.ts"
+import * as UdpSocket from "../src/UdpSocket.ts"
 import { hasPython, isDeno } from "./support/Process.ts"
 import { sleep, udpExchange, waitUntil } from "./support/Sockets.ts"
 import { logCapture } from "./support/Logs.ts"
@@ -118,10 +119,13 @@ const forge = (from: string, fromPort: number, to: string, toPort: number, paylo
     assert.strictEqual(result.status, 0, `forging a datagram failed: ${result.stderr}`)
   })
 
+// Deno cannot size the receive queue (UdpSocket.sizesReceiveQueue): there the bursts overflow the system's default.
+const tinyQueue: UdpServer.UdpServerOptions = UdpSocket.sizesReceiveQueue ? { receiveBufferBytes: 4096 } : {}
+
 describe("UdpServer receive queue", () => {
-  it.live("a burst of 5,000 datagrams into a tiny receive buffer: the overflow is dropped and counted, none unaccounted", () =>
+  it.live("a burst of 5,000 datagrams into a tiny receive buffer (Deno: the default): the overflow is dropped and counted, none unaccounted", () =>
     Effect.gen(function* () {
-      const udp = yield* server({ receiveBufferBytes: 4096 })
+      const udp = yield* server(tinyQueue)
       const port = udp.address.port
       const sent = 5000
       yield* burst(port, sent)
@@ -141,9 +145,9 @@ describe("UdpServer receive queue", () => {
 
   it.live("the dropped count is the server's own, not that of another socket on the same port number", () =>
     Effect.gen(function* () {
-      const a = yield* server({ host: "127.0.0.1", receiveBufferBytes: 4096 })
+      const a = yield* server({ host: "127.0.0.1", ...tinyQueue })
       const port = a.address.port
-      const b = yield* server({ host: "127.0.0.2", port, receiveBufferBytes: 4096 })
+      const b = yield* server({ host: "127.0.0.2", port, ...tinyQueue })
       yield* burst(port, 2000, "127.0.0.2")
       yield* Effect.promise(() =>
         waitUntil(() => statsOf(b).received + (statsOf(b).dropped ?? 0) >= 2000, 5000, "the burst served or dropped")
@@ -277,6 +281,62 @@ describe("UdpServer oversized datagrams", () => {
       const warnings = logs.logged.filter((line) => line.includes("from 127.0.0.1:") && line.includes("not answered"))
       assert.strictEqual(warnings.length, 1, `one line a second at most:\n${logs.logged.join("\n")}`)
       yield* alive(udp.address.port)
+    }).pipe(Effect.provide(logs.layer))
+  })
+
+  // On Deno each datagram is read into a buffer one byte longer than the limit (UdpSocket), not 64 KiB: a longer one
+  // is cut short there, and the warning says "at least".
+  it.live("with maxDatagramBytes 2048: 2048 bytes are answered whole, longer ones refused, however much longer", () => {
+    const logs = logCapture()
+    return Effect.gen(function* () {
+      const udp = yield* server({ maxDatagramBytes: 2048 })
+      const client = yield* udpSocket("127.0.0.1")
+      const port = udp.address.port
+      // The first read (on Deno, in a buffer sized before the limit was).
+      assert.strictEqual(yield* sendAndListen(client, port, Buffer.alloc(2048, 0x61)), 1)
+      assert.strictEqual(client.received.at(-1)!.toString(), "A".repeat(2048))
+      for (const size of [5000, 2049, 65_507]) {
+        assert.strictEqual(yield* sendAndListen(client, port, Buffer.alloc(size, 0x61), 200), 0, `${size} bytes`)
+      }
+      assert.strictEqual(yield* sendAndListen(client, port, Buffer.alloc(2048, 0x62)), 1)
+      assert.strictEqual(client.received.at(-1)!.toString(), "B".repeat(2048))
+      assert.strictEqual(statsOf(udp).tooLarge, 3)
+      // One line (throttled), the 5000-byte datagram's.
+      const warnings = logs.logged.filter((line) => line.includes("exceeds the limit of 2048 bytes"))
+      assert.strictEqual(warnings.length, 1, logs.logged.join("\n"))
+      assert.match(
+        warnings[0]!,
+        isDeno ? /UDP datagram of at least 205[01] bytes exceeds/ : /UDP datagram of 5000 bytes exceeds/,
+      )
+    }).pipe(Effect.provide(logs.layer))
+  })
+
+  // Deno reads each datagram into a buffer of its own, FIRST_READ_BYTES long until one fills it (UdpSocket).
+  it.live("a 20,000-byte sentence: answered whole; on Deno the first is not (its read was cut), the resend is [failure: udp-read-cut-short]", () => {
+    const logs = logCapture()
+    return Effect.gen(function* () {
+      const udp = yield* server({})
+      const client = yield* udpSocket("127.0.0.1")
+      const port = udp.address.port
+      // The first read was sized before binding (64 KiB): a short sentence takes it.
+      assert.strictEqual(yield* sendAndListen(client, port, "short"), 1)
+      const sentence = Buffer.alloc(20_000, 0x61)
+      assert.strictEqual(yield* sendAndListen(client, port, sentence), isDeno ? 0 : 1)
+      assert.strictEqual(statsOf(udp).truncated, isDeno ? 1 : 0)
+      if (isDeno) {
+        const warning = logs.logged.find((line) => line.includes("may have been cut short"))
+        assert.include(
+          warning,
+          `its datagram filled the ${UdpSocket.FIRST_READ_BYTES}-byte read and may have been cut short; datagrams ` +
+            `are read whole up to ${UdpServer.MAX_UDP_PAYLOAD} bytes from now on, so a resend is answered`,
+        )
+        assert.strictEqual(yield* sendAndListen(client, port, sentence), 1)
+      }
+      assert.strictEqual(client.received.at(-1)!.toString(), "A".repeat(20_000))
+      // Never a piece answered: every reply is a whole sentence's.
+      assert.deepStrictEqual(client.received.map((reply) => reply.length), [5, 20_000])
+      assert.strictEqual(statsOf(udp).tooLarge, 0)
+      yield* alive(port)
     }).pipe(Effect.provide(logs.layer))
   })
 
