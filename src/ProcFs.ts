@@ -3,24 +3,30 @@
  * limits, UDP drop counts). Under Deno a read needs `--allow-read`, and without
  * it Deno would stop at a permission prompt in a terminal: so the permission
  * is asked first, silently, and without it the answer is simply unknown.
+ * Deno reads with its own file API: node:fs would be loaded for these reads
+ * alone, some 5 ms of every server start, and Deno 2.9 refuses them anyway
+ * without `--allow-all` (/proc/net is /proc/self/net).
  */
 import * as Builtins from "./Builtins.ts"
 
-interface DenoPermissions {
+interface DenoFiles {
   readonly permissions: {
     readonly querySync: (descriptor: { readonly name: "read"; readonly path: string }) => { readonly state: string }
   }
+  readonly readTextFileSync: (path: string) => string
+  readonly readDirSync: (path: string) => Iterable<{ readonly name: string }>
 }
 
-const mayRead = (path: string): boolean => {
-  const deno = (globalThis as { readonly Deno?: DenoPermissions }).Deno
-  return deno === undefined || deno.permissions.querySync({ name: "read", path }).state === "granted"
-}
+const deno = (globalThis as { readonly Deno?: DenoFiles }).Deno
+
+const mayRead = (deno: DenoFiles, path: string): boolean =>
+  deno.permissions.querySync({ name: "read", path }).state === "granted"
 
 /** The text of a /proc file, or `undefined` where it cannot be read. */
 export const readText = (path: string): string | undefined => {
   try {
-    return mayRead(path) ? Builtins.fs().readFileSync(path, "utf8") : undefined
+    if (deno === undefined) return Builtins.fs().readFileSync(path, "utf8")
+    return mayRead(deno, path) ? deno.readTextFileSync(path) : undefined
   } catch {
     return undefined
   }
@@ -29,7 +35,8 @@ export const readText = (path: string): string | undefined => {
 /** The entries of a /proc directory, or `undefined` where it cannot be read. */
 export const readDirectory = (path: string): ReadonlyArray<string> | undefined => {
   try {
-    return mayRead(path) ? Builtins.fs().readdirSync(path) : undefined
+    if (deno === undefined) return Builtins.fs().readdirSync(path)
+    return mayRead(deno, path) ? Array.from(deno.readDirSync(path), (entry) => entry.name) : undefined
   } catch {
     return undefined
   }
