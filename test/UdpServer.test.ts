@@ -383,6 +383,9 @@ describe("UdpSocket", () => {
         if (!isDeno) assert.isTrue(whole, `datagram ${i} read whole`)
         else if (!whole) assert.include([2049, 2050], payload.length)
       }
+      // On Deno the reads were sized: of the two 5000-byte datagrams, one at least came after the first read (64 KiB,
+      // sized before binding), and was cut.
+      if (isDeno) assert.isTrue(read[1]!.length < 5000 || read[3]!.length < 5000, `read ${read.map((p) => p.length)}`)
     }).pipe(Effect.scoped))
 
   it.live("with the default limit, reads on Deno start at FIRST_READ_BYTES, and widenReads makes them whole", () =>
