@@ -8,25 +8,20 @@
  * without `--allow-all` (/proc/net is /proc/self/net).
  */
 import * as Builtins from "./Builtins.ts"
+import * as Runtime from "./Runtime.ts"
 
 interface DenoFiles {
-  readonly permissions: {
-    readonly querySync: (descriptor: { readonly name: "read"; readonly path: string }) => { readonly state: string }
-  }
   readonly readTextFileSync: (path: string) => string
   readonly readDirSync: (path: string) => Iterable<{ readonly name: string }>
 }
 
 const deno = (globalThis as { readonly Deno?: DenoFiles }).Deno
 
-const mayRead = (deno: DenoFiles, path: string): boolean =>
-  deno.permissions.querySync({ name: "read", path }).state === "granted"
-
 /** The text of a /proc file, or `undefined` where it cannot be read. */
 export const readText = (path: string): string | undefined => {
   try {
     if (deno === undefined) return Builtins.fs().readFileSync(path, "utf8")
-    return mayRead(deno, path) ? deno.readTextFileSync(path) : undefined
+    return Runtime.mayRead(path) ? deno.readTextFileSync(path) : undefined
   } catch {
     return undefined
   }
@@ -36,7 +31,7 @@ export const readText = (path: string): string | undefined => {
 export const readDirectory = (path: string): ReadonlyArray<string> | undefined => {
   try {
     if (deno === undefined) return Builtins.fs().readdirSync(path)
-    return mayRead(deno, path) ? Array.from(deno.readDirSync(path), (entry) => entry.name) : undefined
+    return Runtime.mayRead(path) ? Array.from(deno.readDirSync(path), (entry) => entry.name) : undefined
   } catch {
     return undefined
   }

@@ -2,12 +2,30 @@
  * The runtimes caps supports, checked before anything else runs: the
  * platform packages need Node 22.19 or later (or Deno 2). An older Node is
  * usually the system one used by mistake instead of the project's pinned Node,
- * so the message says how to get the right one.
+ * so the message says how to get the right one. Also what the code that
+ * differs between the two asks: which runtime this is, and whether Deno lets
+ * it read a file.
  */
 
 const MINIMUM_NODE = [22, 19] as const
 
-const isDeno = "Deno" in globalThis
+/** Whether this is Deno (its Node compatibility), not Node. */
+export const isDeno = "Deno" in globalThis
+
+interface DenoPermissions {
+  readonly permissions: {
+    readonly querySync: (descriptor: { readonly name: "read"; readonly path: string }) => { readonly state: string }
+  }
+}
+
+/**
+ * Whether this process may read `path`: always on Node; on Deno, whether `--allow-read` covers it, asked silently
+ * (Deno would otherwise stop at a permission prompt in a terminal).
+ */
+export const mayRead = (path: string): boolean => {
+  const deno = (globalThis as { readonly Deno?: DenoPermissions }).Deno
+  return deno === undefined || deno.permissions.querySync({ name: "read", path }).state === "granted"
+}
 
 /** The running Node version, or Deno's Node-compatibility version. */
 const nodeVersion = (): ReadonlyArray<number> => process.versions.node.split(".").map(Number)

@@ -30,10 +30,9 @@ import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as LogAnnotations from "./LogAnnotations.ts"
+import * as Runtime from "./Runtime.ts"
 import * as Tls from "./Tls.ts"
 import { WarningThrottle } from "./WarningThrottle.ts"
-
-const isDeno = "Deno" in globalThis
 
 /** Where to listen, and how many connections to hold at most. */
 export interface ListenOptions {
@@ -139,7 +138,7 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
   let onHandshakeFailure = (_error: Error, _peer: Endpoint.Endpoint) => {}
   const ready = (conn: Net.Socket) => {
     // Deno's node:net stops emitting `readable` after an explicit pause; its sockets start non-flowing anyway.
-    if (!isDeno) conn.pause()
+    if (!Runtime.isDeno) conn.pause()
     onConnection(conn)
   }
   // With TLS, the TCP connection is counted here, and served once its handshake is done.

@@ -26,24 +26,13 @@ import type * as NodeTls from "node:tls"
 import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
+import * as Runtime from "./Runtime.ts"
 import * as TlsOptions from "./TlsOptions.ts"
 
 /** A server's certificate and key, read and checked: what `tls.createServer` and `setSecureContext` take. */
 export interface ServerCredentials {
   readonly context: { readonly cert: Buffer; readonly key: Buffer }
   readonly certificate: TlsOptions.CertificateInfo
-}
-
-interface DenoPermissions {
-  readonly permissions: {
-    readonly querySync: (descriptor: { readonly name: "read"; readonly path: string }) => { readonly state: string }
-  }
-}
-
-// Deno would stop at a permission prompt in a terminal: asked first, a missing permission is a clear error.
-const denoMayRead = (path: string): boolean => {
-  const deno = (globalThis as { readonly Deno?: DenoPermissions }).Deno
-  return deno === undefined || deno.permissions.querySync({ name: "read", path }).state === "granted"
 }
 
 const firstLine = (error: unknown): string =>
@@ -53,7 +42,8 @@ const read = (role: CapsError.TlsFileError["role"], file: string) =>
   Effect.callback<Buffer, CapsError.TlsFileError>((resume) => {
     const unreadable = (detail: string) =>
       resume(Effect.fail(new CapsError.TlsFileError({ role, file, kind: "Unreadable", detail })))
-    if (!denoMayRead(file)) return unreadable(`Deno needs --allow-read for it (e.g. --allow-read=${file})`)
+    // Asked first, a missing permission is a clear error rather than a prompt.
+    if (!Runtime.mayRead(file)) return unreadable(`Deno needs --allow-read for it (e.g. --allow-read=${file})`)
     Builtins.fs().readFile(file, (error, data) => {
       if (error === null) return resume(Effect.succeed(data))
       const code = CapsError.errno(error)

@@ -23,14 +23,13 @@ import * as Effect from "effect/Effect"
 import * as Dgram from "node:dgram"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
+import * as Runtime from "./Runtime.ts"
 
 /** Datagrams held between binding and serving; a handful at most in practice. */
 export const MAX_HELD = 1024
 
-const isDeno = "Deno" in globalThis
-
 /** Whether a socket's receive queue (the kernel's receive buffer) can be sized here: not on Deno. */
-export const sizesReceiveQueue = !isDeno
+export const sizesReceiveQueue = !Runtime.isDeno
 
 /** Where reads are sized (Deno), the size of the first ones: 4 times the textbook's `recvfrom(2048)`. */
 export const FIRST_READ_BYTES = 8192
