@@ -324,30 +324,38 @@ describe("caps tcp-server shutdown by signal (child process)", () => {
     "one Ctrl-C that arrives twice, milliseconds apart (the terminal's and npm start's), is one: exit 0",
     () =>
       Effect.gen(function* () {
-        const server = yield* startCaps(["serve", "--host", "127.0.0.1", "--port", "0"])
-        const [, tcpPort] = server.ports
-        // Idle, and not half-open: it closes when the server ends it, so the drain is over at once.
-        const idle = yield* Effect.acquireRelease(
-          Effect.callback<Net.Socket, Error>((resume) => {
-            const socket = Net.connect({ host: "127.0.0.1", port: tcpPort })
-            socket.once("connect", () => resume(Effect.succeed(socket)))
-            socket.once("error", (error) => resume(Effect.fail(error)))
-          }),
-          (socket) => Effect.sync(() => socket.destroy()),
-        )
-        idle.on("error", () => {})
-        const first = Date.now()
-        process.kill(server.pid, "SIGINT")
-        // The copy comes once the first has been acted on (the server stops accepting), as npm's does: two signals
-        // sent before the first is delivered would merge into one in the kernel and prove nothing.
-        let isRefused = false
-        while (!isRefused && Date.now() - first < 80) isRefused = yield* Effect.promise(() => refused(tcpPort))
-        assert.isTrue(isRefused, "the first SIGINT was acted on within 80 ms")
-        process.kill(server.pid, "SIGINT")
-        const stopped = yield* server.exit(5000)
-        assert.isFalse(stopped.forced, server.stderr())
-        assert.strictEqual(stopped.code, 0, `the copy was taken for a second signal; stderr: ${server.stderr()}`)
-        const logged = server.stderr()
+        // One try: the copy is sent once the first SIGINT has been acted on (the server stops accepting), as npm's
+        // is; two signals sent before the first is delivered would merge into one in the kernel and prove nothing.
+        // A loaded machine can take longer than the window to act on it: that try proves nothing either, and the
+        // next one starts a new server (at most three).
+        const attempt = Effect.gen(function* () {
+          const server = yield* startCaps(["serve", "--host", "127.0.0.1", "--port", "0"])
+          const [, tcpPort] = server.ports
+          // Idle, and not half-open: it closes when the server ends it, so the drain is over at once.
+          const idle = yield* Effect.acquireRelease(
+            Effect.callback<Net.Socket, Error>((resume) => {
+              const socket = Net.connect({ host: "127.0.0.1", port: tcpPort })
+              socket.once("connect", () => resume(Effect.succeed(socket)))
+              socket.once("error", (error) => resume(Effect.fail(error)))
+            }),
+            (socket) => Effect.sync(() => socket.destroy()),
+          )
+          idle.on("error", () => {})
+          const first = Date.now()
+          process.kill(server.pid, "SIGINT")
+          let isRefused = false
+          while (!isRefused && Date.now() - first < 80) isRefused = yield* Effect.promise(() => refused(tcpPort))
+          if (!isRefused) return undefined
+          process.kill(server.pid, "SIGINT")
+          const stopped = yield* server.exit(5000)
+          return { stopped, logged: server.stderr() }
+        }).pipe(Effect.scoped)
+        let result: Effect.Success<typeof attempt> = undefined
+        for (let tries = 0; tries < 3 && result === undefined; tries++) result = yield* attempt
+        assert.isDefined(result, "in three tries, the server never acted on a SIGINT within 80 ms")
+        const { stopped, logged } = result!
+        assert.isFalse(stopped.forced, logged)
+        assert.strictEqual(stopped.code, 0, `the copy was taken for a second signal; stderr: ${logged}`)
         assert.match(logged, /udp-server on 127\.0\.0\.1:\d+\/udp stopped: /)
         assert.match(
           logged,
