@@ -21,13 +21,13 @@ import { statsOf, tcpServer, udpServer } from "./support/Servers.ts"
 import {
   closedByPeer,
   connection,
+  echoPeer,
   openSockets,
   sleep,
   socketsBackTo,
   tcpConnect,
   tcpExchange,
   udpExchange,
-  udpPeer,
   unusedPort,
   waitUntil,
 } from "./support/Sockets.ts"
@@ -59,12 +59,6 @@ const rawUdp = Effect.acquireRelease(
     })
   ),
   ({ socket }) => Effect.sync(() => socket.close()),
-)
-
-/** A UDP target that echoes each datagram, recording them in arrival order. */
-const echoPeer = Effect.acquireRelease(
-  Effect.promise(() => udpPeer((message) => ({ payload: message }))),
-  (peer) => Effect.sync(() => peer.close()),
 )
 
 /** A TCP target that records each read of each connection, and answers nothing unless told. */

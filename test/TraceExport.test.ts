@@ -9,7 +9,7 @@ import * as Path from "node:path"
 import { VERSION } from "../src/Cli.ts"
 import { isDeno, projectRoot, run, runCaps, startCaps } from "./support/Process.ts"
 import { otlpReceiver, type ReceivedSpan, spansOf } from "./support/OtlpReceiver.ts"
-import { udpPeer } from "./support/Sockets.ts"
+import { echoPeer, udpPeer } from "./support/Sockets.ts"
 
 // OTLP's span kinds.
 const SERVER = 2
@@ -137,10 +137,7 @@ describe("caps exports its spans over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT
     () =>
       Effect.gen(function* () {
         const receiver = yield* otlpReceiver
-        const peer = yield* Effect.acquireRelease(
-          Effect.promise(() => udpPeer((message) => ({ payload: message }))),
-          (peer) => Effect.sync(peer.close),
-        )
+        const peer = yield* echoPeer
         succeeded(
           "udp-client",
           yield* runCaps(["udp-client", "-m", "hi", "--host", "127.0.0.1", "--port", String(peer.port)], {
@@ -165,10 +162,7 @@ describe("caps exports its spans over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT
   it.live("OTEL_TRACES_EXPORTER=none turns exporting off even with an endpoint set", () =>
     Effect.gen(function* () {
       const receiver = yield* otlpReceiver
-      const peer = yield* Effect.acquireRelease(
-        Effect.promise(() => udpPeer((message) => ({ payload: message }))),
-        (peer) => Effect.sync(peer.close),
-      )
+      const peer = yield* echoPeer
       succeeded(
         "udp-client",
         yield* runCaps(["udp-client", "-m", "hi", "--host", "127.0.0.1", "--port", String(peer.port)], {
@@ -207,10 +201,7 @@ describe("with no OTLP endpoint, tracing costs nothing at start-up", () => {
     () =>
       Effect.gen(function* () {
         const receiver = yield* otlpReceiver
-        const peer = yield* Effect.acquireRelease(
-          Effect.promise(() => udpPeer((message) => ({ payload: message }))),
-          (peer) => Effect.sync(peer.close),
-        )
+        const peer = yield* echoPeer
         const client = (env: Record<string, string | undefined>) =>
           run([
             process.execPath,
@@ -243,10 +234,7 @@ describe("with no OTLP endpoint, tracing costs nothing at start-up", () => {
     () =>
       Effect.gen(function* () {
         const receiver = yield* otlpReceiver
-        const peer = yield* Effect.acquireRelease(
-          Effect.promise(() => udpPeer((message) => ({ payload: message }))),
-          (peer) => Effect.sync(peer.close),
-        )
+        const peer = yield* echoPeer
         // scripts/caps.mjs runs dist/caps.mjs, built again first if src/ changed.
         succeeded(
           "bundle",

@@ -117,6 +117,12 @@ export const udpPeer = async (
   }
 }
 
+/** A UDP peer in the scope that echoes each datagram, recording them in arrival order. */
+export const echoPeer = Effect.acquireRelease(
+  Effect.promise(() => udpPeer((message) => ({ payload: message }))),
+  (peer) => Effect.sync(() => peer.close()),
+)
+
 /** A port on 127.0.0.1 where nothing listens (for UDP and TCP): bound, then released. */
 export const unusedPort = (): Promise<number> =>
   new Promise((resolve) => {
