@@ -85,13 +85,14 @@ const MAX_QUEUED_REPLIES = 1024
 
 type Reply = string | Effect.Effect<string, unknown>
 
-// A reply owed, with what the metrics need: when its request arrived (`performance.now()`, ms), its size, and how
-// many requests it answers (the lines in a piece of a "stream" transform).
+// A reply owed, with what the metrics need: when its request arrived (`performance.now()`, ms), its size, how
+// many requests it answers (the lines in a piece of a "stream" transform), and whether the request was ASCII.
 interface Owed {
   readonly reply: Reply
   readonly arrived: number
   readonly size: number
   readonly count: number
+  readonly ascii: boolean
 }
 
 const NEWLINE = 0x0a
@@ -132,6 +133,7 @@ class Served {
   readonly control: ConnectionControl
   readonly runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
   readonly resume: (outcome: Outcome) => void
+  readonly #keepsAscii: boolean
 
   constructor(
     conn: Net.Socket,
@@ -152,6 +154,7 @@ class Served {
     this.resume = resume
     this.#framer = new LineFramer(options.maxLineBytes)
     this.#lastActive = nowMillis
+    this.#keepsAscii = transform.keepsAscii === true
   }
 
   readonly onData = (chunk: Buffer): void => {
@@ -181,12 +184,13 @@ class Served {
       if (this.transform.framing === "stream") {
         const rest = this.#decoder.end()
         // Bytes left of an incomplete UTF-8 sequence: part of a sentence already counted.
-        if (rest.length > 0) this.#reply(this.transform.apply(rest), "", arrived, 0, 0)
+        if (rest.length > 0) this.#reply(this.transform.apply(rest), "", arrived, 0, 0, false)
       } else {
         const last = this.#framer.end()
         if (last !== undefined) {
           this.#requests++
-          this.#reply(this.transform.apply(this.#decodeLine(last)), "", arrived, last.length, 1)
+          const decoded = this.#decodeLine(last)
+          this.#reply(this.transform.apply(decoded.text), "", arrived, last.length, 1, decoded.ascii)
         }
       }
       this.#reportMalformed()
@@ -247,13 +251,18 @@ class Served {
     running?.interruptUnsafe()
   }
 
-  #decodeLine(line: Uint8Array): string {
+  #decodeLine(line: Uint8Array): Utf8.Decoded {
     const decoded = Utf8.decodeWhole(line)
     if (decoded.malformed > 0) {
       this.#malformed += decoded.malformed
       this.options.counters.invalidUtf8 += decoded.malformed
     }
-    return decoded.text
+    return decoded
+  }
+
+  // A reply's size in bytes: its length when it is known to be ASCII (see `TransformShape.keepsAscii`).
+  #sizeOf(reply: string, asciiRequest: boolean): number {
+    return asciiRequest && this.#keepsAscii ? reply.length : Buffer.byteLength(reply)
   }
 
   // A "stream" transform: each piece read is a request.
@@ -263,7 +272,7 @@ class Served {
     this.options.counters.invalidUtf8 += this.#decoder.malformed - before
     const count = this.#requestsIn(chunk, text)
     this.#requests += count
-    this.#reply(this.transform.apply(text), "", arrived, chunk.length, count)
+    this.#reply(this.transform.apply(text), "", arrived, chunk.length, count, this.#decoder.ascii)
   }
 
   // The requests a piece brings: its lines, and a sentence it leaves open (the textbook's client sends no
@@ -297,17 +306,18 @@ class Served {
     try {
       for (const line of framed.lines) {
         this.#requests++
-        const reply = this.transform.apply(this.#decodeLine(line))
+        const decoded = this.#decodeLine(line)
+        const reply = this.transform.apply(decoded.text)
         if (typeof reply === "string" && this.#queued === undefined) {
           out += reply + "\n"
           answered++
           counters.requestBytes.observe(line.length + 1)
-          counters.replyBytes.observe(Buffer.byteLength(reply) + 1)
+          counters.replyBytes.observe(this.#sizeOf(reply, decoded.ascii) + 1)
           continue
         }
         this.#write(out)
         out = ""
-        this.#reply(reply, "\n", arrived, line.length + 1, 1)
+        this.#reply(reply, "\n", arrived, line.length + 1, 1, decoded.ascii)
       }
     } finally {
       // Written even when a later line's transform throws: those replies are owed.
@@ -320,7 +330,7 @@ class Served {
   }
 
   // Writes a reply now, or queues it behind a transform effect still running, so replies keep request order.
-  #reply(reply: Reply, terminator: string, arrived: number, size: number, count: number): void {
+  #reply(reply: Reply, terminator: string, arrived: number, size: number, count: number, ascii: boolean): void {
     if (this.#finished) return
     const next = typeof reply === "string"
       ? reply + terminator
@@ -328,37 +338,37 @@ class Served {
       ? reply
       : Effect.map(reply, (text) => text + terminator)
     if (this.#queued !== undefined) {
-      this.#queued.push({ reply: next, arrived, size, count })
+      this.#queued.push({ reply: next, arrived, size, count, ascii })
       if (this.#queued.length >= MAX_QUEUED_REPLIES) this.conn.pause()
       return
     }
-    if (typeof next === "string") return this.#answer(next, arrived, size, count)
+    if (typeof next === "string") return this.#answer(next, arrived, size, count, ascii)
     this.#queued = []
-    this.#run(next, arrived, size, count)
+    this.#run(next, arrived, size, count, ascii)
   }
 
-  #run(effect: Effect.Effect<string, unknown>, arrived: number, size: number, count: number): void {
+  #run(effect: Effect.Effect<string, unknown>, arrived: number, size: number, count: number, ascii: boolean): void {
     const fiber = this.runFork(effect)
     this.#running = fiber
     fiber.addObserver((exit) => {
       if (this.#running !== fiber) return // detached meanwhile
       this.#running = undefined
       if (Exit.isFailure(exit)) return this.#fail("transform failed", exit.cause)
-      this.#answer(exit.value, arrived, size, count)
+      this.#answer(exit.value, arrived, size, count, ascii)
       this.#flushQueued()
     })
   }
 
   // Writes one reply, and counts the requests it answers (sizes spread evenly over them); none when it only
   // continues a sentence already counted.
-  #answer(reply: string, arrived: number, size: number, count: number): void {
+  #answer(reply: string, arrived: number, size: number, count: number, ascii: boolean): void {
     this.#write(reply)
     if (count === 0) return
     const counters = this.options.counters
     counters.answered += count
     counters.duration.observe((performance.now() - arrived) / 1000, count)
     counters.requestBytes.observe(size / count, count)
-    counters.replyBytes.observe(Buffer.byteLength(reply) / count, count)
+    counters.replyBytes.observe(this.#sizeOf(reply, ascii) / count, count)
   }
 
   // Writes the replies that waited, up to the next transform effect, which is then run.
@@ -367,8 +377,8 @@ class Served {
     if (queued === undefined || this.#finished) return
     while (queued.length > 0) {
       const next = queued.shift()!
-      if (typeof next.reply !== "string") return this.#run(next.reply, next.arrived, next.size, next.count)
-      this.#answer(next.reply, next.arrived, next.size, next.count)
+      if (typeof next.reply !== "string") return this.#run(next.reply, next.arrived, next.size, next.count, next.ascii)
+      this.#answer(next.reply, next.arrived, next.size, next.count, next.ascii)
     }
     this.#queued = undefined
     this.#resumeReading()

@@ -58,11 +58,20 @@ const stillNeeded = (bytes: Uint8Array, before: number): number => {
   return length >= 4 ? 0 : Math.max(0, before - length)
 }
 
-/** Decodes one whole datagram; `malformed` counts the invalid sequences replaced by U+FFFD. */
-export const decodeWhole = (bytes: Uint8Array): { readonly text: string; readonly malformed: number } => {
-  if (isAscii(bytes)) return { text: asciiText(bytes), malformed: 0 }
+/** What `decodeWhole` makes of some bytes. */
+export interface Decoded {
+  readonly text: string
+  /** Invalid sequences replaced by U+FFFD. */
+  readonly malformed: number
+  /** Whether the bytes were ASCII, so that the text is as long as they are. */
+  readonly ascii: boolean
+}
+
+/** Decodes one whole datagram or line. */
+export const decodeWhole = (bytes: Uint8Array): Decoded => {
+  if (isAscii(bytes)) return { text: asciiText(bytes), malformed: 0, ascii: true }
   const text = wholeDecoder.decode(bytes)
-  return { text, malformed: invalidSequences(text, bytes) }
+  return { text, malformed: invalidSequences(text, bytes), ascii: false }
 }
 const wholeDecoder = new TextDecoder("utf-8", { ignoreBOM: true })
 
@@ -72,6 +81,8 @@ export class StreamDecoder {
   #needed = 0
   /** Invalid sequences replaced so far. */
   malformed = 0
+  /** Whether the last piece was ASCII, decoded as it is (no partial character before it). */
+  ascii = false
 
   /** True when no partial character is held back, so ASCII bytes may bypass the decoder. */
   get atBoundary(): boolean {
@@ -80,7 +91,8 @@ export class StreamDecoder {
 
   /** Decodes the next piece of the stream, holding back a trailing partial character. */
   decode(bytes: Uint8Array): string {
-    if (this.#needed === 0 && isAscii(bytes)) return asciiText(bytes)
+    this.ascii = this.#needed === 0 && isAscii(bytes)
+    if (this.ascii) return asciiText(bytes)
     const text = this.#decoder.decode(bytes, { stream: true })
     this.#needed = stillNeeded(bytes, this.#needed)
     this.malformed += invalidSequences(text, bytes)

@@ -99,6 +99,26 @@ describe("metrics in the embedder's registry", () => {
     }).pipe(Effect.scoped, provide)
   })
 
+  it.live("TCP: a reply's size is its UTF-8 bytes; a transform's keepsAscii is taken at its word for ASCII requests only", () => {
+    const { read, provide } = isolated()
+    const replyBytes = () => value(read(), 'caps_reply_size_bytes_sum{transport="tcp"}')
+    // Answers ASCII with non-ASCII: it does not declare keepsAscii, so its replies are measured.
+    const umlauts: Transform.TransformShape = { name: "umlauts", framing: "line", apply: (t) => t.replaceAll("a", "ä") }
+    return Effect.gen(function* () {
+      // The built-in upper keeps ASCII; "é" is not ASCII, and its reply "É" is two bytes.
+      const upper = Context.get(yield* Layer.build(tcpServer()), TcpServer.TcpServer)
+      const replies = yield* Effect.promise(() =>
+        tcpExchange(upper.address.port, ["abc\n", "straße\n", "é\n"], { pauseMs: 20, halfClose: true })
+      )
+      assert.strictEqual(replies.data.toString(), "ABC\nSTRASSE\nÉ\n")
+      yield* Effect.promise(() => waitUntil(() => replyBytes() === 4 + 8 + 3, 3000, "15 reply bytes counted"))
+      const own = Context.get(yield* Layer.build(tcpServer({}, umlauts)), TcpServer.TcpServer)
+      const umlauted = yield* Effect.promise(() => tcpExchange(own.address.port, ["aa\n"], { halfClose: true }))
+      assert.strictEqual(umlauted.data.toString(), "ää\n")
+      yield* Effect.promise(() => waitUntil(() => replyBytes() === 15 + 5, 3000, "5 more reply bytes counted"))
+    }).pipe(Effect.scoped, provide)
+  })
+
   it.live("TCP: lines answered with their sizes and durations, a too-long line refused, a throwing transform failed; connections by how they end", () => {
     const { read, provide } = isolated()
     return Effect.gen(function* () {

@@ -43,14 +43,15 @@ describe("Transform", () => {
     }
   })
 
-  it("make refuses a transform without a name, a framing or an apply function", () => {
+  it("make refuses a transform without a name, a framing or an apply function, or with a keepsAscii not boolean", () => {
     const bad = [
       { name: "", framing: "line", apply: (s: string) => s },
       { name: "x", framing: "words", apply: (s: string) => s },
       { name: "x", framing: "line", apply: "upper" },
+      { name: "x", framing: "line", apply: (s: string) => s, keepsAscii: "yes" },
     ] as unknown as ReadonlyArray<Transform.TransformShape>
     const options = bad.map((transform) => Effect.runSync(Effect.flip(Transform.make(transform))).option)
-    assert.deepStrictEqual(options, ["Transform.name", "Transform.framing", "Transform.apply"])
+    assert.deepStrictEqual(options, ["Transform.name", "Transform.framing", "Transform.apply", "Transform.keepsAscii"])
   })
 
   it("parses specs and rejects unknown ones with a message", () => {

@@ -107,9 +107,25 @@ describe("Utf8", () => {
 
   it("keeps a byte order mark as text (U+FEFF), in a datagram and at the start of a stream", () => {
     const bom = new Uint8Array([0xef, 0xbb, 0xbf, 0x61])
-    assert.deepStrictEqual(Utf8.decodeWhole(bom), { text: "\uFEFFa", malformed: 0 })
+    assert.deepStrictEqual(Utf8.decodeWhole(bom), { text: "\uFEFFa", malformed: 0, ascii: false })
     const decoder = new Utf8.StreamDecoder()
     assert.strictEqual(decoder.decode(bom), "\uFEFFa")
+  })
+
+  it("says whether the bytes were ASCII: a datagram or line, and each piece of a stream", () => {
+    assert.isTrue(Utf8.decodeWhole(encode("plain")).ascii)
+    assert.isFalse(Utf8.decodeWhole(encode("straße")).ascii)
+    assert.isFalse(Utf8.decodeWhole(new Uint8Array([0x61, 0xff])).ascii, "an invalid byte is not ASCII")
+    const decoder = new Utf8.StreamDecoder()
+    decoder.decode(encode("abc"))
+    assert.isTrue(decoder.ascii)
+    decoder.decode(new Uint8Array([0x61, 0xc3]))
+    assert.isFalse(decoder.ascii)
+    // ASCII bytes after a partial character: the character's end comes first, so the piece is not taken as it is.
+    assert.strictEqual(decoder.decode(new Uint8Array([0x9f, 0x62])), "ßb")
+    assert.isFalse(decoder.ascii)
+    decoder.decode(encode("c"))
+    assert.isTrue(decoder.ascii)
   })
 
   it("decodes a Buffer, and a view into the middle of a larger buffer, by its own bytes only", () => {
