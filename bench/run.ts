@@ -119,6 +119,8 @@ interface Workload {
    * the server.
    */
   readonly spin: boolean
+  /** Saturates the server: what a paired run (both servers at once, --paired) compares. */
+  readonly saturates: boolean
   readonly description: string
 }
 
@@ -129,6 +131,7 @@ const WORKLOADS: ReadonlyArray<Workload> = [
     conns: 1,
     depth: 1,
     spin: true,
+    saturates: false,
     description: "1 connection, 1 request in flight: latency of one round trip",
   },
   {
@@ -137,6 +140,7 @@ const WORKLOADS: ReadonlyArray<Workload> = [
     conns: 50,
     depth: 16,
     spin: false,
+    saturates: true,
     description: "50 connections x 16 pipelined requests: how many lines per second the server sustains",
   },
   {
@@ -145,6 +149,7 @@ const WORKLOADS: ReadonlyArray<Workload> = [
     conns: 1,
     depth: 1,
     spin: true,
+    saturates: false,
     description: "1 socket, 1 datagram outstanding: latency of one round trip",
   },
   {
@@ -153,6 +158,7 @@ const WORKLOADS: ReadonlyArray<Workload> = [
     conns: 16,
     depth: 8,
     spin: false,
+    saturates: true,
     description: "16 sockets x 8 outstanding datagrams: how many datagrams per second the server sustains",
   },
 ]
@@ -189,6 +195,10 @@ const HELP = `usage: node bench/run.ts [options]     (npm run bench -- [options]
                      smoke 1); 0 for none
   --starts N         extra launches of each server per protocol, timed to the first answer only, the servers
                      alternating (default 9; smoke 1); the start-up target is judged on these; 0 for none
+  --paired N         rounds of each throughput workload with the baseline and caps served at once, both on
+                     CPU 0 and each loaded by a generator of its own on CPU 1, so that steal and other noise
+                     fall on both alike; reports caps's answered requests and CPU per request against the
+                     baseline's (default: --rounds; smoke 1); 0 for none
   --remeasure N      a run during which the hypervisor took (steal) over ${STEAL_LIMIT_PCT}% of a CPU is measured again, up to
                      N times (default 2; smoke 0); the runs set aside are kept in the JSON file ("remeasured")
   --smoke            short runs, 1 round: proves the pipeline (every mode exits 1 on any failure)
@@ -219,6 +229,8 @@ interface Options {
   readonly starts: number
   /** How many times a run is measured again when the hypervisor took over `STEAL_LIMIT_PCT` of a CPU during it. */
   readonly remeasure: number
+  /** Paired rounds of each saturating workload (both servers at once). */
+  readonly paired: number
   readonly smoke: boolean
   readonly calibrate: boolean
   readonly jsonPath: string
@@ -257,6 +269,7 @@ function parseOptions(argv: ReadonlyArray<string>): Options {
       clients: { type: "string" },
       starts: { type: "string" },
       remeasure: { type: "string" },
+      paired: { type: "string" },
       smoke: { type: "boolean", default: false },
       calibrate: { type: "boolean", default: false },
       json: { type: "string" },
@@ -307,6 +320,7 @@ function parseOptions(argv: ReadonlyArray<string>): Options {
     clientReps: calibrate ? 0 : positive("clients", values.clients, smoke ? 1 : 15, true),
     starts: calibrate ? 0 : positive("starts", values.starts, smoke ? 1 : 9, true),
     remeasure: positive("remeasure", values.remeasure, smoke ? 0 : 2, true),
+    paired: calibrate ? 0 : positive("paired", values.paired, rounds, true),
     smoke,
     calibrate,
     jsonPath: path.resolve(values.json ?? path.join(ROOT, defaultJson)),
@@ -817,6 +831,16 @@ async function launch(ctx: Context, launcher: Launcher, impl: Impl, proto: Proto
   return { command, exe, port, metricsPort, server, stop, started: await started() }
 }
 
+/** The generator's command for a workload against a port. */
+function loadArgvOf(options: Options, workload: Workload, port: number): Array<string> {
+  const argv = [LOADGEN, workload.proto, "--host", HOST, "--port", String(port)]
+  argv.push("--payload", String(options.payload))
+  argv.push(workload.proto === "tcp" ? "--conns" : "--sockets", String(workload.conns))
+  argv.push("--depth", String(workload.depth), "--spin", workload.spin ? "1" : "0")
+  argv.push("--warmup", String(options.warmup), "--duration", String(options.duration))
+  return argv
+}
+
 async function measure(ctx: Context, launcher: Launcher, workload: Workload, impl: Impl, round: number) {
   const { options } = ctx
   const launched = await launch(ctx, launcher, impl, workload.proto)
@@ -845,11 +869,7 @@ async function measure(ctx: Context, launcher: Launcher, workload: Workload, imp
     const pid = servingPid(server.pid, exe)
     const servingExe = exeOf(pid)
 
-    const loadArgv = [LOADGEN, workload.proto, "--host", HOST, "--port", String(port)]
-    loadArgv.push("--payload", String(options.payload))
-    loadArgv.push(workload.proto === "tcp" ? "--conns" : "--sockets", String(workload.conns))
-    loadArgv.push("--depth", String(workload.depth), "--spin", workload.spin ? "1" : "0")
-    loadArgv.push("--warmup", String(options.warmup), "--duration", String(options.duration))
+    const loadArgv = loadArgvOf(options, workload, port)
     // CPU counters are sampled when the warm-up should be over and again when the generator is done.
     let cpuStart: { at: bigint; server: number | null; machine: { busy: number; steal: number } } | null = null
     const sampler = setTimeout(() => {
@@ -916,6 +936,176 @@ async function prime(ctx: Context, launcher: Launcher, proto: Proto, impls: Read
 }
 
 // ---------- server starts ----------
+
+// ---------- paired runs ----------
+//
+// One server after the other, as `measure` runs them, each sees its own share of the machine's noise: on a
+// shared VM, steal comes in bursts, and two identical servers measured in turn differ by up to 1.65x in
+// throughput. A paired run serves the baseline and caps at once, both on CPU 0, each loaded by a generator of
+// its own on CPU 1: whatever slows the machine slows both, and the kernel shares CPU 0 between them, so the
+// ratio of their answered requests is the inverse ratio of their CPU per request. It compares cost, not the
+// throughput of a server alone (each gets about half a core); the targets stay judged on the runs above.
+
+interface PairedRun {
+  readonly launcher: LauncherName
+  readonly workload: string
+  readonly impl: Impl
+  readonly round: number
+  readonly ok: boolean
+  readonly error: string | null
+  /** Correct replies in the measured window, from each server's own generator. */
+  readonly answered: { readonly baseline: number; readonly candidate: number } | null
+  /** Server CPU microseconds per correct reply over the measured window. */
+  readonly cpuUsPerRequest: { readonly baseline: number | null; readonly candidate: number | null } | null
+  readonly stealPct: number
+}
+
+async function measurePaired(
+  ctx: Context,
+  launcher: Launcher,
+  workload: Workload,
+  impl: Impl,
+  round: number,
+): Promise<PairedRun> {
+  const { options } = ctx
+  const base = { launcher: launcher.name, workload: workload.name, impl, round }
+  const failed = (error: string): PairedRun => ({
+    ...base,
+    ok: false,
+    error,
+    answered: null,
+    cpuUsPerRequest: null,
+    stealPct: 0,
+  })
+  // Started in turn, the first alternating over rounds: a server started first has a moment alone with CPU 0.
+  const order: ReadonlyArray<Impl> = round % 2 === 1 ? ["baseline", impl] : [impl, "baseline"]
+  const servers = new Map<Impl, Awaited<ReturnType<typeof launch>>>()
+  try {
+    for (const which of order) servers.set(which, await launch(ctx, launcher, which, workload.proto))
+    const sides = (["baseline", impl] as const).map((which) => {
+      const launched = servers.get(which)!
+      if ("error" in launched.started) return { which, error: launched.started.error }
+      return { which, launched, pid: servingPid(launched.server.pid, launched.exe) }
+    })
+    const broken = sides.find((side) => "error" in side)
+    if (broken !== undefined && "error" in broken) return failed(`${broken.which}: ${broken.error}`)
+    const running = sides as Array<{ which: Impl; launched: Awaited<ReturnType<typeof launch>>; pid: number }>
+    let cpuStart: { at: bigint; servers: Array<number | null>; steal: number } | null = null
+    const sampler = setTimeout(() => {
+      cpuStart = {
+        at: process.hrtime.bigint(),
+        servers: running.map((side) => processCpu(side.pid)),
+        steal: machineCpu().steal,
+      }
+    }, options.warmup * 1000)
+    const scrapers = running.map((side) =>
+      side.launched.metricsPort === null ? null : startScraper(side.launched.metricsPort)
+    )
+    const deadline = (options.warmup + options.duration) * 1000 + 15_000
+    const loads = await Promise.all(
+      running.map((side) =>
+        runToEnd(pinned(1, loadArgvOf(options, workload, side.launched.port), options.pin), deadline)
+      ),
+    )
+    clearTimeout(sampler)
+    const cpuEnd = { at: process.hrtime.bigint(), servers: running.map((side) => processCpu(side.pid)) }
+    const steal = machineCpu().steal
+    for (const scraper of scrapers) if (scraper !== null) await scraper.stop()
+    const reports: Array<LoadReport> = []
+    for (const [i, load] of loads.entries()) {
+      const record = lastJsonLine(load.stdout)
+      if (load.timedOut || record === null || typeof record["error"] === "string" || load.code !== 0) {
+        return failed(`${running[i].which}: load generator failed: ${load.stdout.trim()} ${load.stderr.trim()}`)
+      }
+      const report = toLoadReport(record)
+      if (report.errors > 0) return failed(`${running[i].which}: ${report.errors} wrong replies: ${report.first_error}`)
+      if (report.requests === 0) return failed(`${running[i].which}: no request answered`)
+      reports.push(report)
+    }
+    const start = cpuStart as { at: bigint; servers: Array<number | null>; steal: number } | null
+    const seconds = start ? Number(cpuEnd.at - start.at) / 1e9 : 0
+    const perRequest = (i: number): number | null => {
+      const before = start?.servers[i] ?? null
+      const after = cpuEnd.servers[i]
+      return before === null || after === null ? null : ((after - before) * 1e6) / reports[i].requests
+    }
+    return {
+      ...base,
+      ok: true,
+      error: null,
+      answered: { baseline: reports[0].requests, candidate: reports[1].requests },
+      cpuUsPerRequest: { baseline: perRequest(0), candidate: perRequest(1) },
+      stealPct: start && seconds > 0 ? ((steal - start.steal) / seconds) * 100 : 0,
+    }
+  } finally {
+    for (const launched of servers.values()) await launched.stop()
+  }
+}
+
+function describePaired(run: PairedRun): string {
+  const tag = `[${run.launcher} ${run.workload} r${run.round} paired baseline + ${run.impl}]`
+  if (!run.ok || run.answered === null) return `${tag} FAILED: ${run.error}`
+  const cpu = run.cpuUsPerRequest
+  return `${tag} answered ${fmt(run.answered.baseline, 0)} + ${fmt(run.answered.candidate, 0)} ` +
+    `(${fmtRatio(run.answered.candidate / run.answered.baseline)})  CPU per request ` +
+    `${fmt(cpu?.baseline ?? null, 3)} + ${fmt(cpu?.candidate ?? null, 3)} us  steal ${fmt(run.stealPct, 0)}%`
+}
+
+interface PairedRow {
+  readonly launcher: LauncherName
+  readonly workload: string
+  readonly impl: Impl
+  readonly runs: number
+  /** Medians over rounds of caps/baseline: answered requests (higher is better), CPU per request (lower). */
+  readonly answered: number | null
+  readonly cpuPerRequest: number | null
+}
+
+function summarisePaired(runs: ReadonlyArray<PairedRun>): Array<PairedRow> {
+  const rows: Array<PairedRow> = []
+  for (const run of runs) {
+    if (rows.some((row) => row.launcher === run.launcher && row.workload === run.workload && row.impl === run.impl)) {
+      continue
+    }
+    const same = runs.filter((other) =>
+      other.ok && other.launcher === run.launcher && other.workload === run.workload && other.impl === run.impl
+    )
+    const ratios = (pick: (run: PairedRun) => number | null) =>
+      median(same.map(pick).filter((ratio): ratio is number => ratio !== null && Number.isFinite(ratio)))
+    rows.push({
+      launcher: run.launcher,
+      workload: run.workload,
+      impl: run.impl,
+      runs: same.length,
+      answered: ratios((run) => run.answered && run.answered.candidate / run.answered.baseline),
+      cpuPerRequest: ratios((run) =>
+        run.cpuUsPerRequest?.candidate != null && run.cpuUsPerRequest.baseline
+          ? run.cpuUsPerRequest.candidate / run.cpuUsPerRequest.baseline
+          : null
+      ),
+    })
+  }
+  return rows
+}
+
+function pairedTable(rows: ReadonlyArray<PairedRow>): string {
+  const lines: Array<Array<string>> = [
+    "launched as|workload|server|answered caps/base|CPU per request caps/base|runs".split("|"),
+  ]
+  let previous = ""
+  for (const row of rows) {
+    lines.push([
+      row.launcher !== previous ? launcherLabel(row.launcher) : "",
+      row.workload,
+      row.impl,
+      fmtRatio(row.answered),
+      fmtRatio(row.cpuPerRequest),
+      String(row.runs),
+    ])
+    previous = row.launcher
+  }
+  return layout(lines, new Set([0, 1, 2]))
+}
 
 interface StartRun {
   readonly launcher: LauncherName
@@ -1418,6 +1608,7 @@ function verdicts(
   rows: ReadonlyArray<Row>,
   clients: ReadonlyArray<ClientRow>,
   starts: ReadonlyArray<StartRow> = [],
+  paired: ReadonlyArray<PairedRow> = [],
 ): Array<string> {
   const out: Array<string> = []
   const check = (ratio: number | null, target: { atLeast?: number; atMost?: number }) =>
@@ -1450,6 +1641,20 @@ function verdicts(
         missed.length === 0
           ? "met in every row"
           : `NOT met: ${missed.map((row) => `${name(row)} ${fmtRatio(row.ratio[key])}`).join(", ")}`
+      }`,
+    )
+  }
+  if (paired.length > 0) {
+    const missed = paired.filter((row) => check(row.answered, TARGETS.rps) === false)
+    out.push(
+      `${`${TARGETS.rps.text}, paired`.padEnd(34)} ${
+        missed.length === 0
+          ? "met in every row (the paired runs)"
+          : `NOT met: ${
+            missed.map((row) =>
+              `${`${row.launcher} ${row.workload}${named ? ` ${row.impl}` : ""}`} ${fmtRatio(row.answered)}`
+            ).join(", ")
+          }`
       }`,
     )
   }
@@ -1660,6 +1865,8 @@ interface Meta {
   readonly client_reps: number
   /** Extra server launches (--starts); absent in files of older harnesses. */
   readonly starts?: number
+  /** Paired rounds (--paired); absent in files of older harnesses. */
+  readonly paired?: number
   /** --remeasure and the steal above which a run is measured again; absent in files of older harnesses. */
   readonly remeasure?: { readonly times: number; readonly steal_limit_pct: number }
   readonly launchers: ReadonlyArray<Launcher>
@@ -1697,6 +1904,7 @@ function printSummary(
   scrapes: ReadonlyArray<ScrapeRow>,
   rotation: Rotation,
   starts: ReadonlyArray<StartRow> = [],
+  paired: ReadonlyArray<PairedRow> = [],
 ): void {
   console.log(`\n${table(rows, rotation[0])}\n`)
   console.log(
@@ -1713,6 +1921,14 @@ function printSummary(
       `caps+metrics: GET /metrics every second during the load and once after it, each answered 200 with ` +
         `${SCRAPE_SERIES};\nits last value (all series, summed over runs) against the generator's correct ` +
         `replies, warm-up included.`,
+    )
+  }
+  if (paired.length > 0) {
+    console.log(`\n${pairedTable(paired)}\n`)
+    console.log(
+      "Paired runs (--paired): the baseline and caps served at once, both on CPU 0, each loaded by a generator of " +
+        "its own;\nwhatever slows the machine slows both. Medians over rounds of caps/baseline: answered requests " +
+        "(higher is better)\nand server CPU per request (lower is better).",
     )
   }
   if (starts.length > 0) {
@@ -1738,7 +1954,7 @@ function printSummary(
       )
     }
   } else {
-    console.log(`\ntargets (caps/baseline, informative):\n  ${verdicts(rows, clients, starts).join("\n  ")}`)
+    console.log(`\ntargets (caps/baseline, informative):\n  ${verdicts(rows, clients, starts, paired).join("\n  ")}`)
   }
 }
 
@@ -1761,6 +1977,7 @@ function render(jsonPath: string, svgPath: string | null): void {
     runs: Array<RunRecord>
     clientRuns?: Array<ClientRun>
     startRuns?: Array<StartRun>
+    pairedRuns?: Array<PairedRun>
   }
   const rotation = rotationOf(result.meta.mode === "calibrate", result.runs.some((run) => run.impl === "caps+metrics"))
   // Summarised afresh from the raw runs, so a file written by an older harness gets today's statistics.
@@ -1769,7 +1986,7 @@ function render(jsonPath: string, svgPath: string | null): void {
   const rows = summarise(runs, { launchers, workloads: result.meta.workloads }, rotation)
   const clients = summariseClients(result.clientRuns ?? [])
   const starts = summariseStarts(result.startRuns ?? [], rotation)
-  printSummary(rows, clients, summariseScrapes(runs), rotation, starts)
+  printSummary(rows, clients, summariseScrapes(runs), rotation, starts, summarisePaired(result.pairedRuns ?? []))
   if (svgPath !== null) writeSvg(svgPath, rows, clients, result.meta, starts)
 }
 
@@ -1821,6 +2038,7 @@ async function main(): Promise<void> {
     payload_bytes: options.payload,
     client_reps: options.clientReps,
     starts: options.starts,
+    paired: options.paired,
     remeasure: { times: options.remeasure, steal_limit_pct: STEAL_LIMIT_PCT },
     launchers: options.launchers,
     caps_cmd_override: options.capsCmd,
@@ -1861,6 +2079,18 @@ async function main(): Promise<void> {
       }
     }
   }
+  const pairedRuns: Array<PairedRun> = []
+  for (const launcher of options.launchers) {
+    for (const workload of options.workloads.filter((workload) => workload.saturates)) {
+      for (let round = 1; round <= options.paired; round++) {
+        for (const impl of rotation.filter((impl) => impl !== "baseline" && impl !== "fastserver")) {
+          const run = await measurePaired(ctx, launcher, workload, impl, round)
+          pairedRuns.push(run)
+          console.log(describePaired(run))
+        }
+      }
+    }
+  }
   const startRuns = await measureStarts(ctx, rotation)
   const clientRuns = await measureClients(ctx)
 
@@ -1881,9 +2111,13 @@ async function main(): Promise<void> {
     ...startRuns.filter((run) => !run.ok).map((run) =>
       `${run.launcher} ${run.proto}-server start ${run.rep} ${run.impl}: ${run.error}`
     ),
+    ...pairedRuns.filter((run) => !run.ok).map((run) =>
+      `${run.launcher} ${run.workload} r${run.round} paired ${run.impl}: ${run.error}`
+    ),
   ]
   const scrapes = summariseScrapes(runs)
-  printSummary(rows, clients, scrapes, rotation, starts)
+  const paired = summarisePaired(pairedRuns)
+  printSummary(rows, clients, scrapes, rotation, starts, paired)
   const stillStolen = runs.filter(stolen).length
   if (remeasured.length > 0 || stillStolen > 0) {
     console.log(
@@ -1900,10 +2134,12 @@ async function main(): Promise<void> {
     scrapes,
     clients,
     starts,
+    paired,
     runs,
     remeasured,
     clientRuns,
     startRuns,
+    pairedRuns,
   }
   fs.mkdirSync(path.dirname(options.jsonPath), { recursive: true })
   fs.writeFileSync(options.jsonPath, JSON.stringify(result, null, 2) + "\n")
