@@ -831,6 +831,26 @@ async function launch(ctx: Context, launcher: Launcher, impl: Impl, proto: Proto
   return { command, exe, port, metricsPort, server, stop, started: await started() }
 }
 
+/**
+ * The generator's report of a run, or why the run failed: the generator did not finish, a reply was wrong, the
+ * server closed a connection, or it answered nothing (then its log says why).
+ */
+function judgeLoad(
+  load: Finished,
+  serverLog: () => string,
+): { readonly report: LoadReport } | { readonly error: string; readonly report: LoadReport | null } {
+  const record = lastJsonLine(load.stdout)
+  if (load.timedOut || record === null || typeof record["error"] === "string" || load.code !== 0) {
+    const why = load.timedOut ? "timed out" : `exit ${load.code ?? load.signal}`
+    return { error: `load generator failed (${why}): ${load.stdout.trim()} ${load.stderr.trim()}`, report: null }
+  }
+  const report = toLoadReport(record)
+  if (report.errors > 0) return { error: `${report.errors} wrong replies, first: ${report.first_error}`, report }
+  if (report.closed > 0) return { error: `server closed ${report.closed} connections`, report }
+  if (report.requests === 0) return { error: `no request answered: ${serverLog()}`, report }
+  return { report }
+}
+
 /** The generator's command for a workload against a port. */
 function loadArgvOf(options: Options, workload: Workload, port: number): Array<string> {
   const argv = [LOADGEN, workload.proto, "--host", HOST, "--port", String(port)]
@@ -883,17 +903,9 @@ async function measure(ctx: Context, launcher: Launcher, workload: Workload, imp
     // The last scrape comes after the CPU and memory readings, so that it weighs on none of them.
     scrape = scraper === null ? null : await scraper.stop()
 
-    const record = lastJsonLine(load.stdout)
-    if (load.timedOut || record === null || typeof record["error"] === "string" || load.code !== 0) {
-      const why = load.timedOut ? "timed out" : `exit ${load.code ?? load.signal}`
-      return failed(`load generator failed (${why}): ${load.stdout.trim()} ${load.stderr.trim()}`, servingExe)
-    }
-    const report = toLoadReport(record)
-    if (report.errors > 0) {
-      return failed(`${report.errors} wrong replies, first: ${report.first_error}`, servingExe, report)
-    }
-    if (report.closed > 0) return failed(`server closed ${report.closed} connections`, servingExe, report)
-    if (report.requests === 0) return failed(`no request answered: ${server.log()}`, servingExe, report)
+    const judged = judgeLoad(load, server.log)
+    if ("error" in judged) return failed(judged.error, servingExe, judged.report)
+    const { report } = judged
     if (scrape?.error) return failed(`metrics ${scrape.error}`, servingExe, report)
 
     const start = cpuStart as { at: bigint; server: number | null; machine: { busy: number; steal: number } } | null
@@ -1010,17 +1022,13 @@ async function measurePaired(
     clearTimeout(sampler)
     const cpuEnd = { at: process.hrtime.bigint(), servers: running.map((side) => processCpu(side.pid)) }
     const steal = machineCpu().steal
-    for (const scraper of scrapers) if (scraper !== null) await scraper.stop()
+    const scrapes = await Promise.all(scrapers.map((scraper) => scraper?.stop() ?? null))
     const reports: Array<LoadReport> = []
     for (const [i, load] of loads.entries()) {
-      const record = lastJsonLine(load.stdout)
-      if (load.timedOut || record === null || typeof record["error"] === "string" || load.code !== 0) {
-        return failed(`${running[i].which}: load generator failed: ${load.stdout.trim()} ${load.stderr.trim()}`)
-      }
-      const report = toLoadReport(record)
-      if (report.errors > 0) return failed(`${running[i].which}: ${report.errors} wrong replies: ${report.first_error}`)
-      if (report.requests === 0) return failed(`${running[i].which}: no request answered`)
-      reports.push(report)
+      const judged = judgeLoad(load, running[i].launched.server.log)
+      if ("error" in judged) return failed(`${running[i].which}: ${judged.error}`)
+      if (scrapes[i]?.error) return failed(`${running[i].which}: metrics ${scrapes[i]!.error}`)
+      reports.push(judged.report)
     }
     const start = cpuStart as { at: bigint; servers: Array<number | null>; steal: number } | null
     const seconds = start ? Number(cpuEnd.at - start.at) / 1e9 : 0
@@ -1624,7 +1632,8 @@ function verdicts(
       : ratio <= (target.atMost ?? Infinity)
   // With metrics off and on in one run, each miss says which of the two it was.
   const named = new Set(rows.map((row) => row.impl)).size > 1
-  const name = (row: Row) => `${row.launcher} ${row.workload}${named ? ` ${row.impl}` : ""}`
+  const name = (row: { readonly launcher: LauncherName; readonly workload: string; readonly impl: Impl }) =>
+    `${row.launcher} ${row.workload}${named ? ` ${row.impl}` : ""}`
   for (const key of ["rps", "p99Us", "peakMiB", "firstMs"] as const) {
     const target = TARGETS[key]
     if (key === "firstMs" && starts.length > 0) {
@@ -1655,11 +1664,7 @@ function verdicts(
       `${`${TARGETS.rps.text}, paired`.padEnd(34)} ${
         missed.length === 0
           ? "met in every row (the paired runs)"
-          : `NOT met: ${
-            missed.map((row) =>
-              `${`${row.launcher} ${row.workload}${named ? ` ${row.impl}` : ""}`} ${fmtMiss(row.answered)}`
-            ).join(", ")
-          }`
+          : `NOT met: ${missed.map((row) => `${name(row)} ${fmtMiss(row.answered)}`).join(", ")}`
       }`,
     )
   }
