@@ -44,6 +44,15 @@ describe("the failure catalogue and the tests", () => {
   })
 })
 
+describe("the harness", () => {
+  it("waits for a job that died at once: `wait %N` still gives its status after bash has dropped the job", () => {
+    // An external command between the kill and the wait lets bash drop the dead job from its table.
+    const script = "sleep 30 &\nkill %1\nsleep 0.1\nwait %1\n"
+    const block = { file: "(harness)", line: 1, script, expected: [], notRun: undefined, heading: "(harness)" }
+    assert.strictEqual(runBlock(block).foreground, "[exit 143]\n")
+  })
+})
+
 for (const file of documents) {
   describe(file, () => {
     const blocks = blocksOf(file)

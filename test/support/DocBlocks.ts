@@ -139,6 +139,12 @@ __stop() {
 
 const strip = (line: string): string => line.replace(/\s+#\s.*$/, "")
 
+// `wait %N` waits on job N's pid: a job that died at once (the textbook's server, killed as it starts) may
+// already have left bash's job table when `wait` runs, and `wait %N` would fail with "no such job", where
+// `wait PID` still returns its status.
+const waitByPid = (line: string): string =>
+  line.replace(/\bwait %(\d+)/g, (_, job: string) => `wait "\${__jobs[${Number(job) - 1}]}"`)
+
 /** The block as the harness runs it: each line as written, with output redirected and ports awaited. */
 export const harnessScript = (block: Block, jobsDirectory: string): string => {
   let job = 0
@@ -154,7 +160,7 @@ export const harnessScript = (block: Block, jobsDirectory: string): string => {
         : transports.map((transport) => `__wait_port ${transport} ${portOf(command)}`).join("; ")
       return `${command} > ${jobsDirectory}/${job}.log 2>&1 &\n__jobs+=($!); ${waits}`
     }
-    return `{ ${line} ; } 2>&1; __status $?`
+    return `{ ${waitByPid(line)} ; } 2>&1; __status $?`
   })
   return `${prelude}\n${lines.join("\n")}\n__stop "\${__jobs[@]}"\n`
 }
