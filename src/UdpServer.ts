@@ -29,8 +29,8 @@
  * become whole.
  *
  * With `traceDatagrams` each datagram is a `UdpServer.datagram` span (the
- * sender, and what became of it); without, the message callback is the
- * untraced one, so tracing off costs the hot path nothing.
+ * sender, and what became of it: `DatagramSpans`); without, the message
+ * callback is the untraced one, so tracing off costs the hot path nothing.
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -43,17 +43,16 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import type * as Tracer from "effect/Tracer"
 import { Buffer } from "node:buffer"
 import * as Dgram from "node:dgram"
 import * as CapsError from "./CapsError.ts"
+import * as DatagramSpans from "./DatagramSpans.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as ListenAddress from "./ListenAddress.ts"
 import * as LogAnnotations from "./LogAnnotations.ts"
 import * as Metrics from "./Metrics.ts"
 import * as Options from "./Options.ts"
 import * as Protocol from "./Protocol.ts"
-import * as SpanAttributes from "./SpanAttributes.ts"
 import { Transform, type TransformShape } from "./Transform.ts"
 import * as UdpDrops from "./UdpDrops.ts"
 import * as UdpGuard from "./UdpGuard.ts"
@@ -146,18 +145,6 @@ export type UdpServerError = CapsError.BindError | CapsError.NameNotResolved | C
 
 const decodeOptions = Options.decode(UdpServerOptions, "UdpServer")
 
-// The outcomes of a datagram, as its span names them: the counters of `UdpServerStats` that one datagram moves.
-const DATAGRAM_RESULTS = [
-  "answered",
-  "loopGuarded",
-  "rateLimited",
-  "tooLarge",
-  "truncated",
-  "amplificationGuarded",
-  "failed",
-  "overloaded",
-] as const
-
 const refusalReason: Record<UdpGuard.Refusal, string> = {
   ReservedPort: "its source port is a reserved service port (below 1024), a reply could start a loop",
   OwnPort: "its source port is this server's own port, a reply could start a loop",
@@ -247,8 +234,9 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
       counts.replyBytes.observe(reply.length)
     }
 
-    // With `traceDatagrams`: the span of the datagram being answered, until a transform effect takes it over.
-    let datagramSpan: Tracer.Span | undefined
+    const spans = options.traceDatagrams === true
+      ? new DatagramSpans.DatagramSpans(counts, yield* Effect.tracer, clock, local)
+      : undefined
 
     const runTransform = (
       effect: Effect.Effect<string, unknown>,
@@ -264,16 +252,14 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
           annotationsOf(from),
         )
       }
-      const span = datagramSpan
-      datagramSpan = undefined
+      const span = spans?.takeOver()
       const fiber = runFork(effect)
       inFlight.add(fiber)
       fiber.addObserver((exit) => {
-        if (!inFlight.delete(fiber)) return span?.end(clock.currentTimeNanosUnsafe(), exit) // interrupted at shutdown
-        const before = span && datagramCounts()
-        if (Exit.isSuccess(exit)) send(exit.value, size, from, arrived)
-        else failed(from, exit.cause)
-        if (span !== undefined) endDatagramSpan(span, before!)
+        if (!inFlight.delete(fiber)) return span && spans!.interrupted(span, exit) // interrupted at shutdown
+        const settle = () => Exit.isSuccess(exit) ? send(exit.value, size, from, arrived) : failed(from, exit.cause)
+        if (span === undefined) settle()
+        else spans!.settleTaken(span, settle)
       })
     }
 
@@ -339,47 +325,7 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
       }
     }
 
-    // What became of a datagram: the counter its handling moved (each outcome moves exactly one).
-    const outcomeCount: Record<typeof DATAGRAM_RESULTS[number], () => number> = {
-      answered: () => counts.answered,
-      loopGuarded: () => refused.loop_guard,
-      rateLimited: () => refused.rate_limit,
-      tooLarge: () => refused.too_large,
-      truncated: () => refused.truncated,
-      amplificationGuarded: () => refused.amplification,
-      failed: () => counts.failed,
-      overloaded: () => refused.overloaded,
-    }
-    const datagramCounts = () => DATAGRAM_RESULTS.map((result) => outcomeCount[result]())
-    const endDatagramSpan = (span: Tracer.Span, before: ReadonlyArray<number>) => {
-      const moved = DATAGRAM_RESULTS.findIndex((result, i) => outcomeCount[result]() !== before[i])
-      if (moved >= 0) span.attribute("caps.datagram.result", DATAGRAM_RESULTS[moved])
-      span.end(clock.currentTimeNanosUnsafe(), Exit.void)
-    }
-    const tracer = yield* Effect.tracer
-    // `onMessage` in a span of its own; a transform effect takes the span over and ends it when it replies.
-    const onMessageTraced = (payload: Buffer, from: Dgram.RemoteInfo) => {
-      const span = tracer.span({
-        name: "UdpServer.datagram",
-        parent: Option.none(),
-        annotations: Context.empty(),
-        links: [],
-        startTime: clock.currentTimeNanosUnsafe(),
-        kind: "server",
-        root: true,
-        sampled: true,
-      })
-      const attributes = SpanAttributes.served(Endpoint.make(from.address, from.port, "udp"), local)
-      for (const key in attributes) span.attribute(key, attributes[key])
-      span.attribute("caps.datagram.bytes", payload.length)
-      const before = datagramCounts()
-      datagramSpan = span
-      onMessage(payload, from)
-      if (datagramSpan === undefined) return // taken over by a transform effect
-      datagramSpan = undefined
-      endDatagramSpan(span, before)
-    }
-    const receive = options.traceDatagrams === true ? onMessageTraced : onMessage
+    const receive = spans === undefined ? onMessage : spans.traced(onMessage)
 
     const onSendError = (error: Error) => {
       counts.sendErrors++

@@ -2,7 +2,7 @@
 // connected, where, how it ended, how many sentences it served), and UdpServer.datagram spans only when
 // `traceDatagrams` asks for them.
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Effect } from "effect"
+import { ConfigProvider, Effect, Exit } from "effect"
 import * as Transform from "../src/Transform.ts"
 import * as UdpServer from "../src/UdpServer.ts"
 import { withTcpServer, withUdpServer } from "./support/Servers.ts"
@@ -146,6 +146,32 @@ describe("UdpServer's datagram spans (traceDatagrams)", () => {
       { traceDatagrams: true },
       later,
     ).pipe(Effect.withTracer(tracer))
+  })
+
+  it.live("a transform effect still running when the server stops ends its datagram's span as interrupted", () => {
+    const { spans, tracer } = recordingTracer()
+    const never: Transform.TransformShape = { name: "never", framing: "stream", apply: () => Effect.never }
+    return withUdpServer(
+      (server) =>
+        Effect.gen(function* () {
+          // Never answered: the exchange gives up, its socket closed, once the span has been seen.
+          const exchange = udpExchange(server.address.port, "hang", { timeoutMs: 200 }).catch(() => undefined)
+          yield* Effect.promise(() => waitUntil(() => named(spans, "UdpServer.datagram").length > 0, 5000, "a span"))
+          const [datagram] = named(spans, "UdpServer.datagram")
+          assert.strictEqual(datagram.status._tag, "Started", "the span waits for the transform effect")
+          yield* Effect.promise(() => exchange)
+        }),
+      { traceDatagrams: true },
+      never,
+    ).pipe(
+      Effect.withTracer(tracer),
+      Effect.andThen(Effect.sync(() => {
+        const [datagram] = named(spans, "UdpServer.datagram")
+        assert.strictEqual(datagram.status._tag, "Ended")
+        const { exit } = datagram.status as { exit: Exit.Exit<unknown, unknown> }
+        assert.isTrue(Exit.hasInterrupts(exit), "ended by the server's stop, as interrupted")
+      })),
+    )
   })
 
   it.live("CAPS_TRACE_DATAGRAMS turns them on in UdpServer.config", () =>
