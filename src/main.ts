@@ -28,6 +28,7 @@ import * as CliError from "effect/cli/CliError"
 import * as CliOutput from "effect/cli/CliOutput"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import * as Cli from "./Cli.ts"
+import * as CliFlags from "./CliFlags.ts"
 import * as ExitCode from "./ExitCode.ts"
 import * as LogAnnotations from "./LogAnnotations.ts"
 import * as LogFlags from "./LogFlags.ts"
@@ -76,7 +77,7 @@ const presenter = CliOutput.layerPresenter({
         if (event.commandPath[1] === "check") usageExitCode = ExitCode.UNHEALTHY
         const argv = process.argv.slice(2)
         const problems = event.errors
-          .map((error) => Cli.explainUsageError(error.message, argv).replaceAll("\n", " "))
+          .map((error) => CliFlags.explainUsageError(error.message, argv).replaceAll("\n", " "))
           .join("; ")
         const command = event.commandPath.join(" ")
         return Effect.sync(() => process.stderr.write(`${command}: ${problems} (see ${command} --help)\n`))
