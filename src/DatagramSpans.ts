@@ -40,6 +40,14 @@ export type DatagramResult = typeof DATAGRAM_RESULTS[number]
 /** The server socket's own address (`socket.address()`). */
 type LocalAddress = { readonly address: string; readonly port: number }
 
+/** A datagram's span that a transform effect took over. */
+export interface TakenSpan {
+  /** Runs what becomes of the datagram (its reply, or its failure), then ends the span naming the outcome. */
+  readonly settle: (handle: () => void) => void
+  /** Ends the span of an effect interrupted because the server stopped. */
+  readonly interrupted: (exit: Exit.Exit<unknown, unknown>) => void
+}
+
 type OnMessage = (payload: Buffer, from: Dgram.RemoteInfo) => void
 
 /** The spans of one server's datagrams. */
@@ -93,23 +101,19 @@ export class DatagramSpans {
     }
   }
 
-  /** Takes the current datagram's span over, for a transform effect: it ends with `settle` or `interrupted`. */
-  takeOver(): Tracer.Span | undefined {
+  /** Takes the current datagram's span over, for a transform effect: it ends when the effect's outcome is handled. */
+  takeOver(): TakenSpan | undefined {
     const span = this.#current
+    if (span === undefined) return undefined
     this.#current = undefined
-    return span
-  }
-
-  /** Runs what becomes of a taken-over datagram (its reply, or its failure), then ends its span with the result. */
-  settleTaken(span: Tracer.Span, handle: () => void): void {
-    const before = this.#counts()
-    handle()
-    this.#end(span, before)
-  }
-
-  /** Ends a taken-over span whose transform effect was interrupted (the server stopped). */
-  interrupted(span: Tracer.Span, exit: Exit.Exit<unknown, unknown>): void {
-    span.end(this.#clock.currentTimeNanosUnsafe(), exit)
+    return {
+      settle: (handle) => {
+        const before = this.#counts()
+        handle()
+        this.#end(span, before)
+      },
+      interrupted: (exit) => span.end(this.#clock.currentTimeNanosUnsafe(), exit),
+    }
   }
 
   #counts(): ReadonlyArray<number> {

@@ -256,10 +256,10 @@ export const make: (options?: UdpServerOptions) => Effect.Effect<UdpServer["Serv
       const fiber = runFork(effect)
       inFlight.add(fiber)
       fiber.addObserver((exit) => {
-        if (!inFlight.delete(fiber)) return span && spans!.interrupted(span, exit) // interrupted at shutdown
+        if (!inFlight.delete(fiber)) return span?.interrupted(exit) // interrupted at shutdown
         const settle = () => Exit.isSuccess(exit) ? send(exit.value, size, from, arrived) : failed(from, exit.cause)
         if (span === undefined) settle()
-        else spans!.settleTaken(span, settle)
+        else span.settle(settle)
       })
     }
 
