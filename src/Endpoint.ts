@@ -3,7 +3,7 @@
  * with IPv6 hosts in brackets (`[::1]:12000/tcp`). Every error and ready line
  * goes through here so that the same place is always spelled the same way.
  */
-import * as Net from "node:net"
+import * as Builtins from "./Builtins.ts"
 
 /** The two transports of the textbook chapter. */
 export type Transport = "udp" | "tcp"
@@ -27,13 +27,17 @@ export const format = (endpoint: Endpoint): string =>
 const unmapped = (host: string): string =>
   host.startsWith("::ffff:") && host.includes(".") ? host.slice("::ffff:".length) : host
 
+// Node's own IPv4 pattern (lib/internal/net.js): four decimal parts, 0 to 255, without leading zeros.
+const IPV4_PART = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+const IPV4 = new RegExp(`^(?:${IPV4_PART}\\.){3}${IPV4_PART}$`)
+
 /**
  * The IP version of `host` as an address literal: 4, 6, or 0 for a name (as `net.isIP`). Only a host with a colon
- * is matched against Node's IPv6 pattern, whose first use compiles a regular expression for some 4 ms, a twentieth
- * of a start: IPv4 addresses and names never pay for it.
+ * is matched against Node's IPv6 pattern, through `node:net`, whose first use compiles a regular expression for some
+ * 4 ms, a twentieth of a start: IPv4 addresses and names never pay for it, nor load `node:net` (Builtins.ts).
  */
 export const ipVersion = (host: string): 0 | 4 | 6 =>
-  Net.isIPv4(host) ? 4 : host.includes(":") && Net.isIPv6(host) ? 6 : 0
+  IPV4.test(host) ? 4 : host.includes(":") && Builtins.net().isIPv6(host) ? 6 : 0
 
 /** Builds an endpoint. */
 export const make = (host: string, port: number, transport: Transport): Endpoint => ({

@@ -51,7 +51,7 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
-import * as Net from "node:net"
+import type * as Net from "node:net"
 import type * as NodeTls from "node:tls"
 import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
@@ -321,7 +321,7 @@ export const make = Effect.fn("TcpClient.make")(function* (
   const connectTo = (address: string) =>
     Effect.callback<Connection, CapsError.ConnectError | CapsError.TlsError>((resume) => {
       const socket = tls === undefined
-        ? Net.connect({ host: address, port: server.port, noDelay: true })
+        ? Builtins.net().connect({ host: address, port: server.port, noDelay: true })
         : Builtins.tls().connect(Tls.connectOptions(tls, server.host, address, server.port))
       const onError = (cause: Error) => {
         socket.destroy()

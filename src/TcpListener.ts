@@ -24,7 +24,7 @@
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Scope from "effect/Scope"
-import * as Net from "node:net"
+import type * as Net from "node:net"
 import type * as NodeTls from "node:tls"
 import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
@@ -112,7 +112,7 @@ export const make = Effect.fnUntraced(function* (options: ListenOptions) {
     handshakeTimeout: tls.handshakeTimeoutMillis,
     ...tls.context,
   })
-  const server: Net.Server = tlsServer ?? Net.createServer({ allowHalfOpen: true, noDelay: true })
+  const server: Net.Server = tlsServer ?? Builtins.net().createServer({ allowHalfOpen: true, noDelay: true })
   // Connections that arrive before `run` installs a handler wait here, paused.
   const waiting = new Set<Net.Socket>()
   let onConnection = (conn: Net.Socket) => {

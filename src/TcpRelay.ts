@@ -25,7 +25,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
 import type * as Cause from "effect/Cause"
-import * as Net from "node:net"
+import type * as Net from "node:net"
+import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import type * as Faults from "./Faults.ts"
@@ -119,7 +120,7 @@ const connect = (options: TcpRelayOptions) => {
   const endpoint = Endpoint.make(options.target.address, options.target.port, "tcp")
   return Effect.acquireRelease(
     Effect.callback<Net.Socket, CapsError.ConnectError | CapsError.Timeout>((resume) => {
-      const socket = Net.connect({
+      const socket = Builtins.net().connect({
         host: options.target.address,
         port: options.target.port,
         allowHalfOpen: true,

@@ -6,7 +6,7 @@
  * kernel counts what overflows it. Linux publishes the count per socket in
  * /proc/net/udp and /proc/net/udp6 (the last column); elsewhere it is unknown.
  */
-import * as Net from "node:net"
+import * as Endpoint from "./Endpoint.ts"
 import * as ProcFs from "./ProcFs.ts"
 
 const hex = (byte: number) => byte.toString(16).toUpperCase().padStart(2, "0")
@@ -35,8 +35,9 @@ const ipv6Bytes = (address: string): Array<number> => {
 /** The local address of a socket bound to `host`:`port`, as /proc/net/udp{,6} spells it. */
 const procAddress = (host: string, port: number): string | undefined => {
   const portHex = port.toString(16).toUpperCase().padStart(4, "0")
-  if (Net.isIPv4(host)) return `${littleEndianWords(host.split(".").map(Number))}:${portHex}`
-  if (Net.isIPv6(host) && !host.includes(".") && !host.includes("%")) {
+  const version = Endpoint.ipVersion(host)
+  if (version === 4) return `${littleEndianWords(host.split(".").map(Number))}:${portHex}`
+  if (version === 6 && !host.includes(".") && !host.includes("%")) {
     return `${littleEndianWords(ipv6Bytes(host))}:${portHex}`
   }
   return undefined

@@ -1,10 +1,12 @@
 // What a start of the README's command loads: only the Node built-ins its command uses. node:tls with node:crypto,
 // node:dns, node:http and node:readline took a third of a one-shot client's start when they were imported at load
 // time (src/Builtins.ts, the start-up patches in scripts/bundle.mjs); each is loaded on first use now. Node's own
-// record of what it loaded (process.moduleLoadList, written at exit by support/loaded-builtins.cjs) says which. Node
-// only: Deno keeps no such record.
+// record of what it loaded (process.moduleLoadList, written at exit by support/loaded-builtins.cjs) says which. Deno
+// keeps no such record; for node:net, which Deno's start pays for and Node's does not, V8's log of the scripts that
+// ran says it.
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as fc from "fast-check"
 import { warn } from "node:console"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -13,9 +15,10 @@ import * as Path from "node:path"
 import { CAPS_READY, isDeno, projectRoot, run, start } from "./support/Process.ts"
 import { udpPeer } from "./support/Sockets.ts"
 
-if (isDeno) warn("Startup.test.ts: skipped under Deno (it reads Node's record of the built-ins it loaded)")
+if (isDeno) warn("Startup.test.ts: mostly skipped under Deno (it reads Node's record of the built-ins it loaded)")
 
 const PRELOAD = Path.join(projectRoot, "test", "support", "loaded-builtins.cjs")
+const BUNDLE_SCRIPT = Path.join(projectRoot, "scripts", "bundle.mjs")
 // The README's command, which runs the bundle (built first if src/ changed).
 const CAPS = [process.execPath, "--require", PRELOAD, Path.join(projectRoot, "scripts", "caps.mjs")]
 const LAZY = ["tls", "crypto", "dns", "readline", "http"] as const
@@ -91,5 +94,83 @@ describe("a start of the bundle", () => {
         assert.deepStrictEqual(yield* serve(["--metrics-port", "0"]), ["http"])
       }),
     120_000,
+  )
+})
+
+describe("node:net, loaded only where TCP or an IPv6 literal needs it", () => {
+  interface Patch {
+    readonly what: string
+    readonly to: string
+  }
+  const patches = async (): Promise<ReadonlyArray<Patch>> => {
+    const bundleScript = new URL("../scripts/bundle.mjs", import.meta.url).href
+    return ((await import(bundleScript)) as { readonly PATCHES: ReadonlyArray<Patch> }).PATCHES
+  }
+
+  it("the bundle's NodeDatagramSocket, patched not to load it, tells addresses apart as node:net's isIP does", async () => {
+    const patch = (await patches()).find((patch) => patch.what.startsWith("NodeDatagramSocket: node:net"))
+    assert.isDefined(patch)
+    const patched = new Function(`${patch!.to}\nreturn Net`)() as { readonly isIP: (address: string) => number }
+    for (const host of ["127.0.0.1", "01.2.3.4", "256.0.0.1", "::1", "fe80::1%lo", "::ffff:1.2.3.4", "localhost", ""]) {
+      assert.strictEqual(patched.isIP(host), Net.isIP(host), JSON.stringify(host))
+    }
+    const part = fc.oneof(fc.integer({ min: 0, max: 300 }).map(String), fc.constantFrom("0", "00", "01", ""))
+    const hosts = fc.oneof(
+      fc.array(part, { minLength: 1, maxLength: 6 }).map((parts) => parts.join(".")),
+      fc.string({ unit: fc.constantFrom(..."0123456789.:abcdef%"), maxLength: 24 }),
+    )
+    fc.assert(fc.property(hosts, (host) => patched.isIP(host) === Net.isIP(host)), { numRuns: 2000 })
+  })
+
+  // Deno keeps no record of the built-ins it loaded, but V8 logs each script whose functions run
+  // (--log-function-events): Deno's node:net (which loads node:dns with it) shows there as ext:deno_node/net.ts.
+  it.live.skipIf(!isDeno)(
+    "on Deno, a one-shot UDP client loads neither node:net nor node:dns; a TCP client loads node:net",
+    () =>
+      Effect.gen(function* () {
+        const peers = yield* uppercasingPeers
+        const built = yield* run(
+          [Path.join(projectRoot, "node_modules", ".bin", "node"), BUNDLE_SCRIPT, "--if-stale"],
+          {
+            timeoutMs: 120_000,
+          },
+        )
+        assert.strictEqual(built.code, 0, built.stderr)
+        const scriptsRun = (proto: "udp" | "tcp") =>
+          Effect.gen(function* () {
+            const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "caps-v8log-"))
+            const log = Path.join(dir, "v8.log")
+            try {
+              const port = String(proto === "udp" ? peers.udpPort : peers.tcpPort)
+              const finished = yield* run([
+                process.execPath,
+                "run",
+                `--v8-flags=--log-function-events,--logfile=${log},--no-logfile-per-isolate`,
+                "--allow-net",
+                "--allow-env",
+                "--allow-read",
+                Path.join(projectRoot, "dist", "caps.mjs"),
+                `${proto}-client`,
+                "-m",
+                "hello",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                port,
+              ], { timeoutMs: 60_000 })
+              assert.strictEqual(finished.code, 0, finished.stderr)
+              assert.strictEqual(finished.stdout.trim(), "HELLO")
+              return new Set(Fs.readFileSync(log, "utf8").match(/ext:deno_node\/[\w/]+\.\w+/g) ?? [])
+            } finally {
+              Fs.rmSync(dir, { recursive: true, force: true })
+            }
+          })
+        const udp = yield* scriptsRun("udp")
+        assert.isTrue(udp.has("ext:deno_node/dgram.ts"), "the log names the scripts that ran")
+        assert.isFalse(udp.has("ext:deno_node/net.ts"), "node:net")
+        assert.isFalse(udp.has("ext:deno_node/dns.ts"), "node:dns")
+        assert.isTrue((yield* scriptsRun("tcp")).has("ext:deno_node/net.ts"))
+      }).pipe(Effect.scoped),
+    180_000,
   )
 })
