@@ -158,6 +158,8 @@ export const PATCHES = [
   lazyBuiltin("NodeSocketServer", "Tls", "node:tls"),
   lazyBuiltin("NodeDatagramSocket", "Dns", "node:dns"),
   lazyBuiltin("NodeDatagramSocket", "Os", "node:os"),
+  lazyBuiltin("NodeDatagramSocket", "Dgram", "node:dgram"),
+  lazyBuiltin("NodePath", "NodeUrl", "node:url"),
   {
     // Its one use of node:net is isIP, on every address a UDP client sends to; Deno's node:net loads node:dns with
     // it, some 4 to 6 ms of a start. Node's IPv4 pattern (lib/internal/net.js) answers for IPv4 and names.

@@ -9,6 +9,7 @@
  * `import type`, which costs nothing at run time.
  */
 import type * as NodeCrypto from "node:crypto"
+import type * as NodeDgram from "node:dgram"
 import type * as NodeDns from "node:dns"
 import type * as NodeFs from "node:fs"
 import type * as NodeHttp from "node:http"
@@ -22,6 +23,9 @@ export const tls = (): typeof NodeTls => process.getBuiltinModule("node:tls")
 
 /** `node:crypto`: reading certificates and keys for TLS. */
 export const crypto = (): typeof NodeCrypto => process.getBuiltinModule("node:crypto")
+
+/** `node:dgram`: UDP (the servers, the clients, the proxy). A TCP client does without it. */
+export const dgram = (): typeof NodeDgram => process.getBuiltinModule("node:dgram")
 
 /** `node:dns`: resolving a host name that is not an IP literal. */
 export const dns = (): typeof NodeDns => process.getBuiltinModule("node:dns")

@@ -26,8 +26,9 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
-import * as Dgram from "node:dgram"
+import type * as Dgram from "node:dgram"
 import type * as Net from "node:net"
+import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import type * as Faults from "./Faults.ts"
@@ -188,7 +189,7 @@ export class UdpRelay {
       )
       return undefined
     }
-    const upstream = Dgram.createSocket(target.family === 6 ? "udp6" : "udp4")
+    const upstream = Builtins.dgram().createSocket(target.family === 6 ? "udp6" : "udp4")
     const flow: Flow = {
       client,
       key: keyOf(from.address, from.port),

@@ -20,7 +20,8 @@
  * whole, and a longer one still shows as longer.
  */
 import * as Effect from "effect/Effect"
-import * as Dgram from "node:dgram"
+import type * as Dgram from "node:dgram"
+import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as Runtime from "./Runtime.ts"
@@ -95,7 +96,7 @@ export const bind = (host: string, port: number, options: BindOptions = {}) => {
       let socket: Dgram.Socket
       const family = Endpoint.ipVersion(host) === 6 ? 6 : 4
       try {
-        socket = Dgram.createSocket({ type: family === 6 ? "udp6" : "udp4", lookup: literalLookup(family) })
+        socket = Builtins.dgram().createSocket({ type: family === 6 ? "udp6" : "udp4", lookup: literalLookup(family) })
       } catch (error) {
         return resume(Effect.fail(CapsError.fromBindFailure(error, endpoint)))
       }

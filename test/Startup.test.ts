@@ -97,7 +97,7 @@ describe("a start of the bundle", () => {
   )
 })
 
-describe("node:net, loaded only where TCP or an IPv6 literal needs it", () => {
+describe("node:net and node:dgram, loaded only where TCP, UDP or an IPv6 literal needs them", () => {
   interface Patch {
     readonly what: string
     readonly to: string
@@ -125,7 +125,7 @@ describe("node:net, loaded only where TCP or an IPv6 literal needs it", () => {
   // Deno keeps no record of the built-ins it loaded, but V8 logs each script whose functions run
   // (--log-function-events): Deno's node:net (which loads node:dns with it) shows there as ext:deno_node/net.ts.
   it.live.skipIf(!isDeno)(
-    "on Deno, a one-shot UDP client loads neither node:net nor node:dns; a TCP client loads node:net",
+    "on Deno, a one-shot UDP client loads neither node:net nor node:dns, and a TCP client not node:dgram",
     () =>
       Effect.gen(function* () {
         const peers = yield* uppercasingPeers
@@ -169,7 +169,9 @@ describe("node:net, loaded only where TCP or an IPv6 literal needs it", () => {
         assert.isTrue(udp.has("ext:deno_node/dgram.ts"), "the log names the scripts that ran")
         assert.isFalse(udp.has("ext:deno_node/net.ts"), "node:net")
         assert.isFalse(udp.has("ext:deno_node/dns.ts"), "node:dns")
-        assert.isTrue((yield* scriptsRun("tcp")).has("ext:deno_node/net.ts"))
+        const tcp = yield* scriptsRun("tcp")
+        assert.isTrue(tcp.has("ext:deno_node/net.ts"), "the log names the scripts that ran")
+        assert.isFalse(tcp.has("ext:deno_node/dgram.ts"), "node:dgram")
       }).pipe(Effect.scoped),
     180_000,
   )
