@@ -162,7 +162,8 @@ export const PATCHES = [
   lazyBuiltin("NodePath", "NodeUrl", "node:url"),
   {
     // Its one use of node:net is isIP, on every address a UDP client sends to; Deno's node:net loads node:dns with
-    // it, some 4 to 6 ms of a start. Node's IPv4 pattern (lib/internal/net.js) answers for IPv4 and names.
+    // it, some 4 to 6 ms of a start. Node's IPv4 pattern (lib/internal/net.js) answers for IPv4 and names, as in
+    // src/Endpoint.ts: test/Startup.test.ts and test/Endpoint.test.ts hold both to net.isIP.
     what: "NodeDatagramSocket: node:net loaded only for an address with a colon",
     file: /[\\/]platform-node-shared[\\/]dist[\\/]NodeDatagramSocket\.js$/,
     from: /import \* as Net from "node:net";/,
