@@ -5,11 +5,11 @@ import { assert, describe, it } from "@effect/vitest"
 import * as fc from "fast-check"
 import * as Net from "node:net"
 import * as Endpoint from "../src/Endpoint.ts"
-import { addressLike, trickyHosts } from "./support/Hosts.ts"
+import { addressLike, ipv6Like, trickyHosts } from "./support/Hosts.ts"
 
 describe("Endpoint", () => {
   it("tells IPv4 and IPv6 literals from names, as net.isIP does", () => {
-    // IPv4 is matched by caps's own copy of Node's pattern (node:net is loaded only for a host with a colon).
+    // caps checks without node:net: a copy of Node's IPv4 pattern, and its IPv6 pattern as a parser.
     for (const host of trickyHosts) assert.strictEqual(Endpoint.ipVersion(host), Net.isIP(host), JSON.stringify(host))
     assert.strictEqual(Endpoint.ipVersion("::1"), 6)
     assert.strictEqual(Endpoint.ipVersion("127.0.0.1"), 4)
@@ -17,6 +17,10 @@ describe("Endpoint", () => {
 
   it("agrees with net.isIP on strings made of the characters of addresses", () => {
     fc.assert(fc.property(addressLike, (host) => Endpoint.ipVersion(host) === Net.isIP(host)), { numRuns: 2000 })
+  })
+
+  it("agrees with net.isIP on IPv6 literals and their near-misses", () => {
+    fc.assert(fc.property(ipv6Like, (host) => Endpoint.ipVersion(host) === Net.isIP(host)), { numRuns: 20_000 })
   })
 
   it("formats host:port/transport, bracketing IPv6 literals only", () => {
