@@ -24,7 +24,7 @@
 // Then the warm-up runs each command once on the pinned Node and Deno, against servers of its own on loopback, so
 // the code caches exist before a user's first start (Deno's README command may not write its own).
 //
-// Two patches to dependencies make start-up cheaper without changing behaviour (each is reported if it no longer
+// Patches to dependencies make start-up cheaper without changing behaviour (each is reported if it no longer
 // applies, and the build goes on without it):
 //   - effect/cli/CliOutput builds an Intl.Segmenter when it is loaded (about 17 ms: ICU's break rules), used only
 //     to measure text in help pages: it is built on first use instead.
@@ -33,6 +33,8 @@
 //     for host names (caps resolves them itself, src/Resolver.ts) and node:os for IPv6 scope ids, NodeTerminal
 //     imports node:readline for the prompts of --wizard: each is loaded on first use instead, as caps's own are
 //     (src/Builtins.ts).
+//   - effect/Utils reads the stack of an Error as it loads, to choose how to call continuations (3 ms): on V8 the
+//     choice is always the same, and is made without it (see PATCHES).
 //
 // The freshness check is used by scripts/caps.mjs on every start, so this module imports nothing at load time
 // (rolldown and node:fs only inside build()): it reads files with Node's fs on Node and with Deno's own API on
@@ -173,6 +175,17 @@ export const PATCHES = [
       'address.includes(":") ? process.getBuiltinModule("node:net").isIP(address) : 0 };',
   },
   lazyBuiltin("NodeTerminal", "readline", "node:readline"),
+  {
+    // effect/Utils picks how Effect calls continuations by making an Error and reading its stack, once, as it
+    // loads: the first stack trace of a frame in the bundle costs 3 ms, on Node and on Deno alike (V8 makes up
+    // the bundle's source positions for it). On V8 the answer is always the same, the plain call, which the patch
+    // returns at once; test/Startup.test.ts runs Effect's own probe on each runtime and holds it to that answer.
+    what: "effect/Utils: the internal call picked without a stack trace",
+    file: /[\\/]effect[\\/]dist[\\/]Utils\.js$/,
+    from:
+      /setStackTraceLimit\(2\);\s*const error = standard\[InternalTypeId\]\(\(\) => new Error\(\)\);\s*setStackTraceLimit\(limit\);\s*return error\.stack\?\.includes\(InternalTypeId\) === true \? standard\[InternalTypeId\] : forced\[InternalTypeId\];/,
+    to: "return standard[InternalTypeId];",
+  },
 ]
 
 // Reports, for each patch, whether its file was in the bundle and whether the patch applied to it.

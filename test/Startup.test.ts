@@ -51,6 +51,17 @@ const uppercasingPeers = Effect.acquireRelease(
   ({ tcp, udp }) => Effect.sync(() => (udp.close(), tcp.close())),
 )
 
+/** The start-up patches of scripts/bundle.mjs. */
+interface Patch {
+  readonly what: string
+  readonly from: RegExp
+  readonly to: string
+}
+const patches = async (): Promise<ReadonlyArray<Patch>> => {
+  const bundleScript = new URL("../scripts/bundle.mjs", import.meta.url).href
+  return ((await import(bundleScript)) as { readonly PATCHES: ReadonlyArray<Patch> }).PATCHES
+}
+
 describe("a start of the bundle", () => {
   it.live.skipIf(isDeno)(
     "a one-shot client loads none of TLS, DNS, HTTP and readline; a host name loads DNS",
@@ -103,15 +114,6 @@ describe("a start of the bundle", () => {
 })
 
 describe("node:net and node:dgram, loaded only where TCP, UDP or an IPv6 literal needs them", () => {
-  interface Patch {
-    readonly what: string
-    readonly to: string
-  }
-  const patches = async (): Promise<ReadonlyArray<Patch>> => {
-    const bundleScript = new URL("../scripts/bundle.mjs", import.meta.url).href
-    return ((await import(bundleScript)) as { readonly PATCHES: ReadonlyArray<Patch> }).PATCHES
-  }
-
   it("the bundle's NodeDatagramSocket, patched not to load it, tells addresses apart as node:net's isIP does", async () => {
     const patch = (await patches()).find((patch) => patch.what.startsWith("NodeDatagramSocket: node:net"))
     assert.isDefined(patch)
@@ -168,4 +170,24 @@ describe("node:net and node:dgram, loaded only where TCP, UDP or an IPv6 literal
       }).pipe(Effect.scoped),
     180_000,
   )
+})
+
+describe("effect/Utils, patched to pick its internal call without a stack trace", () => {
+  // Effect's own probe, from the installed effect/Utils, with the stack trace limit as it finds it.
+  const probeOf = (source: string) => {
+    const probe = /const pickInternalCall = (\(\) => \{[\s\S]*?\n\});/.exec(source)
+    assert.isNotNull(probe, "effect/Utils has no pickInternalCall any more: the patch no longer applies")
+    const limit = { get: () => Error.stackTraceLimit, set: (n: number) => void (Error.stackTraceLimit = n) }
+    return new Function("getStackTraceLimit", "setStackTraceLimit", `return (${probe![1]})()`)(limit.get, limit.set)
+  }
+  const utils = Fs.readFileSync(Path.join(projectRoot, "node_modules", "effect", "dist", "Utils.js"), "utf8")
+
+  it("picks what Effect's probe picks on this runtime: the plain call, without try/finally", async () => {
+    const patch = (await patches()).find((patch) => patch.what.startsWith("effect/Utils"))
+    assert.isDefined(patch)
+    assert.match(utils, patch!.from, "the patch applies to the installed effect")
+    const probed = String(probeOf(utils))
+    assert.notInclude(probed, "finally", "V8 names the internal call in its stack traces")
+    assert.strictEqual(String(probeOf(utils.replace(patch!.from, () => patch!.to))), probed)
+  })
 })
