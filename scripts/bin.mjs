@@ -11,6 +11,10 @@
 //   - Deno: node_modules/.cache/caps of the checkout, inside what `--allow-read=.` lets it read. The README's
 //     command may not write, so the build (scripts/bundle.mjs) makes them; Deno writes one only if allowed to.
 // Deno without read access cannot load a file this way and imports caps.bundle.mjs, the same program as ESM.
+//
+// The built-ins the bundle requires as it loads are imported here (import(), not process.getBuiltinModule or
+// createRequire): on Deno, the first of those two loads node:module, some 4 ms of every start, and on Node both
+// ways cost the same. Anything else the bundle requires (caps.trace.cjs) goes through createRequire.
 
 const deno = globalThis.Deno
 const granted = (descriptor) => deno.permissions.querySync(descriptor).state === "granted"
@@ -24,10 +28,16 @@ if (deno !== undefined && !granted({ name: "read", path: import.meta.dirname }))
     ? (file) => deno.readTextFileSync(file)
     : (file) => nodeFs().readFileSync(file, "utf8")
   const readBytes = deno !== undefined ? (file) => deno.readFileSync(file) : (file) => nodeFs().readFileSync(file)
-  const path = process.getBuiltinModule("node:path")
-  const vm = process.getBuiltinModule("node:vm")
-  const { createRequire, wrap } = process.getBuiltinModule("node:module")
+  // The bundle's built-ins, listed here by scripts/bundle.mjs as it copies this file to dist/caps.mjs.
+  const BUNDLE_BUILTINS = []
+  const [vm, path, ...builtins] = await Promise.all(
+    ["node:vm", "node:path", ...BUNDLE_BUILTINS].map((id) => import(id)),
+  )
+  const required = new Map(BUNDLE_BUILTINS.map((id, i) => [id, builtins[i].default]))
   const bundle = path.join(import.meta.dirname, "caps.bundle.cjs")
+  let requireOthers
+  const require = (id) =>
+    required.get(id) ?? (requireOthers ??= process.getBuiltinModule("node:module").createRequire(bundle))(id)
   const cacheDir = deno !== undefined
     ? path.join(import.meta.dirname, "..", "node_modules", ".cache", "caps")
     : path.join(
@@ -47,7 +57,9 @@ if (deno !== undefined && !granted({ name: "read", path: import.meta.dirname }))
   } catch {
     // Not made yet.
   }
-  const script = new vm.Script(wrap(readText(bundle)), {
+  // Node's CommonJS wrapper (node:module's wrap).
+  const wrapped = `(function (exports, require, module, __filename, __dirname) { ${readText(bundle)}\n});`
+  const script = new vm.Script(wrapped, {
     filename: bundle,
     cachedData,
     importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
@@ -71,5 +83,5 @@ if (deno !== undefined && !granted({ name: "read", path: import.meta.dirname }))
     })
   }
   const module = { exports: {} }
-  script.runInThisContext()(module.exports, createRequire(bundle), module, bundle, import.meta.dirname)
+  script.runInThisContext()(module.exports, require, module, bundle, import.meta.dirname)
 }

@@ -33,6 +33,8 @@
 //     for host names (caps resolves them itself, src/Resolver.ts) and node:os for IPv6 scope ids, NodeTerminal
 //     imports node:readline for the prompts of --wizard: each is loaded on first use instead, as caps's own are
 //     (src/Builtins.ts).
+//   - effect/internal/effect takes node:async_hooks through process.getBuiltinModule, which on Deno loads
+//     node:module (4 ms): it is imported instead.
 //   - effect/Utils reads the stack of an Error as it loads, to choose how to call continuations (3 ms): on V8 the
 //     choice is always the same, and is made without it (see PATCHES).
 //
@@ -142,7 +144,9 @@ function lazyBuiltin(module, name, builtin) {
     what: `${module}: ${builtin} loaded on first use`,
     file: new RegExp(`[\\\\/]platform-node-shared[\\\\/]dist[\\\\/]${module}\\.js$`),
     from: new RegExp(`import \\* as ${name} from "${builtin}";`),
-    to: `const ${name} = new Proxy({}, { get: (_, key) => process.getBuiltinModule("${builtin}")[key] });`,
+    // From caps's own Builtins, which has it once a start's socket loaded it (on Deno, without node:module).
+    to: `import { builtin as builtinFor${name} } from ${JSON.stringify(`${ROOT}/src/Builtins.ts`)};\n` +
+      `const ${name} = new Proxy({}, { get: (_, key) => builtinFor${name}("${builtin}")[key] });`,
   }
 }
 
@@ -175,6 +179,17 @@ export const PATCHES = [
       'address.includes(":") ? process.getBuiltinModule("node:net").isIP(address) : 0 };',
   },
   lazyBuiltin("NodeTerminal", "readline", "node:readline"),
+  {
+    // Effect's fibers take AsyncResource from node:async_hooks through process.getBuiltinModule as it loads. On
+    // Deno the first call of that loads node:module, some 4 ms of a start; imported, as the bundle's other
+    // built-ins are (scripts/bin.mjs), it costs nothing more. The same class, on both runtimes.
+    what: "effect/internal/effect: node:async_hooks imported",
+    file: /[\\/]effect[\\/]dist[\\/]internal[\\/]effect\.js$/,
+    from:
+      /const AsyncResource = \/\*#__PURE__\*\/\(\(\) => \{\s*try \{\s*return globalThis\.process\?\.getBuiltinModule\?\.\("node:async_hooks"\)\?\.AsyncResource;\s*\} catch \{\s*return undefined;\s*\}\s*\}\)\(\);/,
+    to:
+      'import { AsyncResource as NodeAsyncResource } from "node:async_hooks";\nconst AsyncResource = NodeAsyncResource;',
+  },
   {
     // effect/Utils picks how Effect calls continuations by making an Error and reading its stack, once, as it
     // loads: the first stack trace of a frame in the bundle costs 3 ms, on Node and on Deno alike (V8 makes up
@@ -216,6 +231,18 @@ const importsApart = {
     )
     return apart === undefined ? null : { id: apart.id, external: true }
   },
+}
+
+/** The built-ins a CommonJS bundle requires (as it loads: rolldown's requires are its imports). */
+export function bundleBuiltins(cjs) {
+  return [...new Set([...cjs.matchAll(/\brequire\((["`])(node:[\w/]+)\1\)/g)].map((match) => match[2]))].sort()
+}
+
+// scripts/bin.mjs with the list of the bundle's built-ins it imports before loading it.
+function withBundleBuiltins(bin, cjs) {
+  const marker = "const BUNDLE_BUILTINS = []"
+  if (!bin.includes(marker)) throw new Error(`scripts/bin.mjs has no ${marker}`)
+  return bin.replace(marker, () => `const BUNDLE_BUILTINS = ${JSON.stringify(bundleBuiltins(cjs))}`)
 }
 
 function writeAtomically(file, contents) {
@@ -305,7 +332,7 @@ export async function build({ quiet = false, warmUp = true } = {}) {
     writeAtomically(apart.cjs, cjs)
     writeAtomically(apart.esm, esm)
   }
-  writeAtomically(ENTRY, fs.readFileSync(`${ROOT}/scripts/bin.mjs`, "utf8"))
+  writeAtomically(ENTRY, withBundleBuiltins(fs.readFileSync(`${ROOT}/scripts/bin.mjs`, "utf8"), cjs))
   fs.chmodSync(ENTRY, 0o755)
   writeAtomically(INPUTS, JSON.stringify(inputs, null, 1) + "\n")
   const size = (fs.statSync(BUNDLE).size / 1024).toFixed(0)

@@ -299,6 +299,7 @@ export const make = Effect.fn("TcpClient.make")(function* (
 ): Effect.fn.Return<TcpClient["Service"], CapsError.InvalidOption | CapsError.TlsFileError, Scope.Scope> {
   yield* decodeOptions(options)
   const tls = options.tls === undefined || options.tls === false ? undefined : yield* Tls.loadClient(options.tls)
+  yield* Builtins.load(tls === undefined ? "node:net" : "node:tls")
   const server = Endpoint.make(options.host ?? "localhost", options.port ?? Protocol.DEFAULT_PORT, "tcp")
   const connectTimeout = Options.duration(options.connectTimeout, DEFAULT_TIMEOUT)
   const replyTimeout = Options.duration(options.replyTimeout, DEFAULT_TIMEOUT)

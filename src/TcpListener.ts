@@ -105,6 +105,7 @@ const peerOf = (conn: Net.Socket): Endpoint.Endpoint =>
 export const make = Effect.fnUntraced(function* (options: ListenOptions) {
   const wanted = Endpoint.make(options.host, options.port, "tcp")
   const tls = options.tls
+  yield* Builtins.load(tls === undefined ? "node:net" : "node:tls")
   // Not half-open during the handshake: a client that closes then would hold its socket until the handshake
   // timeout. Each TLS socket is made half-open once secure.
   const tlsServer = tls === undefined ? undefined : Builtins.tls().createServer({

@@ -27,6 +27,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as DatagramSocket from "effect/socket/DatagramSocket"
+import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as Options from "./Options.ts"
@@ -129,6 +130,7 @@ export const make = Effect.fn("UdpClient.make")(function* (
   options: UdpClientOptions = {},
 ): Effect.fn.Return<UdpClient["Service"], CapsError.InvalidOption, Scope.Scope> {
   yield* decodeOptions(options)
+  yield* Builtins.load("node:dgram")
   const server = Endpoint.make(options.host ?? "localhost", options.port ?? Protocol.DEFAULT_PORT, "udp")
   const attemptTimeout = Options.duration(options.attemptTimeout, DEFAULT_ATTEMPT_TIMEOUT)
   const attemptMillis = Math.round(Duration.toMillis(attemptTimeout))

@@ -86,8 +86,8 @@ const sizeReads = (socket: Dgram.Socket, bytes: number): void => {
 // buffer filled the read (the first read, sized before binding, is 64 KiB: no datagram fills it).
 const filledItsRead = (payload: Buffer): boolean => payload.length === payload.buffer.byteLength
 
-/** Binds `host` (an IP literal) and `port`, the socket reading as `options` say. */
-export const bind = (host: string, port: number, options: BindOptions = {}) => {
+// Binds, node:dgram loaded.
+const open = (host: string, port: number, options: BindOptions) => {
   const { receiveBufferBytes, maxDatagramBytes } = options
   const sizedReads = !sizesReceiveQueue && maxDatagramBytes !== undefined
   const endpoint = Endpoint.make(host, port, "udp")
@@ -139,3 +139,7 @@ export const bind = (host: string, port: number, options: BindOptions = {}) => {
       }),
   )
 }
+
+/** Binds `host` (an IP literal) and `port`, the socket reading as `options` say. */
+export const bind = (host: string, port: number, options: BindOptions = {}) =>
+  Effect.andThen(Builtins.load("node:dgram"), open(host, port, options))

@@ -14,14 +14,15 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { addressLike, trickyHosts } from "./support/Hosts.ts"
 import { CAPS_READY, isDeno, projectRoot, run, start } from "./support/Process.ts"
-import { udpPeer } from "./support/Sockets.ts"
+import { tcpExchange, udpExchange, udpPeer } from "./support/Sockets.ts"
 
 if (isDeno) warn("Startup.test.ts: mostly skipped under Deno (it reads Node's record of the built-ins it loaded)")
 
 const PRELOAD = Path.join(projectRoot, "test", "support", "loaded-builtins.cjs")
 const BUNDLE_SCRIPT = Path.join(projectRoot, "scripts", "bundle.mjs")
 // The README's command, which runs the bundle (built first if src/ changed).
-const CAPS = [process.execPath, "--require", PRELOAD, Path.join(projectRoot, "scripts", "caps.mjs")]
+const CAPS_SCRIPT = Path.join(projectRoot, "scripts", "caps.mjs")
+const CAPS = [process.execPath, "--require", PRELOAD, CAPS_SCRIPT]
 const LAZY = ["tls", "crypto", "dns", "readline", "http"] as const
 
 /** A file in a directory of its own, for a program to write to, removed with the scope. */
@@ -63,6 +64,32 @@ const patches = async (): Promise<ReadonlyArray<Patch>> => {
 }
 
 describe("a start of the bundle", () => {
+  // The caps bin (scripts/bin.mjs) imports them before the bundle loads, and hands them to its require: anything
+  // else would go through node:module, which on Deno costs every start some 4 ms.
+  it.live(
+    "the caps bin imports every built-in its bundle requires, as the build listed them",
+    () =>
+      Effect.gen(function* () {
+        const built = yield* run(
+          [Path.join(projectRoot, "node_modules", ".bin", "node"), BUNDLE_SCRIPT, "--if-stale"],
+          { timeoutMs: 120_000 },
+        )
+        assert.strictEqual(built.code, 0, built.stderr)
+        const { bundleBuiltins } = (yield* Effect.promise(() =>
+          import(new URL("../scripts/bundle.mjs", import.meta.url).href)
+        )) as {
+          readonly bundleBuiltins: (cjs: string) => ReadonlyArray<string>
+        }
+        const required = bundleBuiltins(Fs.readFileSync(Path.join(projectRoot, "dist", "caps.bundle.cjs"), "utf8"))
+        assert.includeMembers([...required], ["node:async_hooks", "node:buffer"], "rolldown's requires of its imports")
+        const entry = Fs.readFileSync(Path.join(projectRoot, "dist", "caps.mjs"), "utf8")
+        const listed = /const BUNDLE_BUILTINS = (\[[^\]]*\])/.exec(entry)
+        assert.isNotNull(listed, "dist/caps.mjs lists the bundle's built-ins")
+        assert.deepStrictEqual(JSON.parse(listed![1]!), [...required])
+      }),
+    180_000,
+  )
+
   it.live.skipIf(isDeno)(
     "a one-shot client loads none of TLS, DNS, HTTP and readline; a host name loads DNS",
     () =>
@@ -123,9 +150,14 @@ describe("node:net and node:dgram, loaded only where TCP, UDP or an IPv6 literal
   })
 
   // Deno keeps no record of the built-ins it loaded, but V8 logs each script whose functions run
-  // (--log-function-events): Deno's node:net (which loads node:dns with it) shows there as ext:deno_node/net.ts.
+  // (--log-function-events): Deno's node:net (which loads node:dns with it) shows there as ext:deno_node/net.ts,
+  // and node:module, which Deno's process.getBuiltinModule loads the first time it is called, as node:module.
+  const scriptsIn = (log: string) =>
+    new Set(Fs.readFileSync(log, "utf8").match(/ext:deno_node\/[\w/]+\.\w+|node:module/g) ?? [])
+  const v8Log = (log: string) => `--v8-flags=--log-function-events,--logfile=${log},--no-logfile-per-isolate`
+
   it.live.skipIf(!isDeno)(
-    "on Deno, a one-shot UDP client loads neither node:net nor node:dns, and a TCP client not node:dgram",
+    "on Deno, a one-shot UDP client loads neither node:net nor node:dns, a TCP client not node:dgram, and neither node:module",
     () =>
       Effect.gen(function* () {
         const peers = yield* uppercasingPeers
@@ -143,7 +175,7 @@ describe("node:net and node:dgram, loaded only where TCP, UDP or an IPv6 literal
             const finished = yield* run([
               process.execPath,
               "run",
-              `--v8-flags=--log-function-events,--logfile=${log},--no-logfile-per-isolate`,
+              v8Log(log),
               "--allow-net",
               "--allow-env",
               "--allow-read",
@@ -158,15 +190,45 @@ describe("node:net and node:dgram, loaded only where TCP, UDP or an IPv6 literal
             ], { timeoutMs: 60_000 })
             assert.strictEqual(finished.code, 0, finished.stderr)
             assert.strictEqual(finished.stdout.trim(), "HELLO")
-            return new Set(Fs.readFileSync(log, "utf8").match(/ext:deno_node\/[\w/]+\.\w+/g) ?? [])
+            return scriptsIn(log)
           }).pipe(Effect.scoped)
         const udp = yield* scriptsRun("udp")
         assert.isTrue(udp.has("ext:deno_node/dgram.ts"), "the log names the scripts that ran")
         assert.isFalse(udp.has("ext:deno_node/net.ts"), "node:net")
         assert.isFalse(udp.has("ext:deno_node/dns.ts"), "node:dns")
+        assert.isFalse(udp.has("node:module"), "node:module")
         const tcp = yield* scriptsRun("tcp")
         assert.isTrue(tcp.has("ext:deno_node/net.ts"), "the log names the scripts that ran")
         assert.isFalse(tcp.has("ext:deno_node/dgram.ts"), "node:dgram")
+        assert.isFalse(tcp.has("node:module"), "node:module")
+      }).pipe(Effect.scoped),
+    180_000,
+  )
+
+  it.live.skipIf(!isDeno)(
+    "on Deno, caps serve up to its first answers loads no node:module",
+    () =>
+      Effect.gen(function* () {
+        const built = yield* run(
+          [Path.join(projectRoot, "node_modules", ".bin", "node"), BUNDLE_SCRIPT, "--if-stale"],
+          { timeoutMs: 120_000 },
+        )
+        assert.strictEqual(built.code, 0, built.stderr)
+        const log = yield* scratchFile("v8.log")
+        yield* Effect.gen(function* () {
+          const { ports: [udpPort, tcpPort] } = yield* start(
+            [process.execPath, "run", v8Log(log), "--allow-net", "--allow-env", "--allow-read", CAPS_SCRIPT, "serve"]
+              .concat(["--host", "127.0.0.1", "--port", "0"]),
+            { ready: CAPS_READY, count: 2 },
+          )
+          const udpReply = yield* Effect.promise(() => udpExchange(udpPort!, "hello\n"))
+          assert.strictEqual(udpReply.toString(), "HELLO\n")
+          const tcpReply = yield* Effect.promise(() => tcpExchange(tcpPort!, ["hello\n"], { expectBytes: 6 }))
+          assert.strictEqual(tcpReply.data.toString(), "HELLO\n")
+        }).pipe(Effect.scoped)
+        const scripts = scriptsIn(log)
+        assert.isTrue(scripts.has("ext:deno_node/dgram.ts"), "the log names the scripts that ran")
+        assert.isFalse(scripts.has("node:module"), "node:module")
       }).pipe(Effect.scoped),
     180_000,
   )
