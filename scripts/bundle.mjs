@@ -35,8 +35,9 @@
 //     (src/Builtins.ts).
 //   - effect/internal/effect takes node:async_hooks through process.getBuiltinModule, which on Deno loads
 //     node:module (4 ms): it is imported instead.
-//   - effect/Utils reads the stack of an Error as it loads, to choose how to call continuations (3 ms): on V8 the
-//     choice is always the same, and is made without it (see PATCHES).
+//   - effect/Utils and effect/internal/effect read the stack of an Error as they load, to choose how to call
+//     continuations; the first stack trace of the bundle costs 3 to 4 ms. On V8 the choice is always the same, and
+//     is made without it (see PATCHES).
 //
 // The freshness check is used by scripts/caps.mjs on every start, so this module imports nothing at load time
 // (rolldown and node:fs only inside build()): it reads files with Node's fs on Node and with Deno's own API on
@@ -189,6 +190,15 @@ export const PATCHES = [
       /const AsyncResource = \/\*#__PURE__\*\/\(\(\) => \{\s*try \{\s*return globalThis\.process\?\.getBuiltinModule\?\.\("node:async_hooks"\)\?\.AsyncResource;\s*\} catch \{\s*return undefined;\s*\}\s*\}\)\(\);/,
     to:
       'import { AsyncResource as NodeAsyncResource } from "node:async_hooks";\nconst AsyncResource = NodeAsyncResource;',
+  },
+  {
+    // The other probe of the same kind (see the next patch), in Effect's fibers: whether V8 names a continuation
+    // stored under a property in its stack traces. It always does; the answer is given without the stack trace.
+    what: "effect/internal/effect: continuation marks found without a stack trace",
+    file: /[\\/]effect[\\/]dist[\\/]internal[\\/]effect\.js$/,
+    from:
+      /setStackTraceLimit\(1\);\s*const error = \/\*#__PURE__\*\/probe\[marker\]\(\);\s*setStackTraceLimit\(limit\);\s*return error\.stack\?\.includes\("\[as " \+ marker \+ "\]"\) === true;/,
+    to: "return true;",
   },
   {
     // effect/Utils picks how Effect calls continuations by making an Error and reading its stack, once, as it

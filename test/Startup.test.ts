@@ -234,22 +234,37 @@ describe("node:net and node:dgram, loaded only where TCP, UDP or an IPv6 literal
   )
 })
 
-describe("effect/Utils, patched to pick its internal call without a stack trace", () => {
-  // Effect's own probe, from the installed effect/Utils, with the stack trace limit as it finds it.
-  const probeOf = (source: string) => {
-    const probe = /const pickInternalCall = (\(\) => \{[\s\S]*?\n\});/.exec(source)
-    assert.isNotNull(probe, "effect/Utils has no pickInternalCall any more: the patch no longer applies")
+describe("Effect's two stack-trace probes, patched to answer without a stack trace", () => {
+  // Effect's own probe, from the installed module, run with the stack trace limit as it finds it.
+  const probeOf = (source: string, name: string) => {
+    const probe = new RegExp(
+      `const ${name} = (?:/\\*#__PURE__\\*/)?\\(?(\\(\\) => \\{[\\s\\S]*?\\n\\})\\)?(?:\\(\\))?;`,
+    ).exec(
+      source,
+    )
+    assert.isNotNull(probe, `${name} is gone from effect: the patch no longer applies`)
     const limit = { get: () => Error.stackTraceLimit, set: (n: number) => void (Error.stackTraceLimit = n) }
     return new Function("getStackTraceLimit", "setStackTraceLimit", `return (${probe![1]})()`)(limit.get, limit.set)
   }
-  const utils = Fs.readFileSync(Path.join(projectRoot, "node_modules", "effect", "dist", "Utils.js"), "utf8")
+  const effectFile = (file: string) =>
+    Fs.readFileSync(Path.join(projectRoot, "node_modules", "effect", "dist", file), "utf8")
 
-  it("picks what Effect's probe picks on this runtime: the plain call, without try/finally", async () => {
+  it("effect/Utils: the internal call is the plain one, without try/finally, as Effect's probe picks here", async () => {
     const patch = (await patches()).find((patch) => patch.what.startsWith("effect/Utils"))
     assert.isDefined(patch)
+    const utils = effectFile("Utils.js")
     assert.match(utils, patch!.from, "the patch applies to the installed effect")
-    const probed = String(probeOf(utils))
+    const probed = String(probeOf(utils, "pickInternalCall"))
     assert.notInclude(probed, "finally", "V8 names the internal call in its stack traces")
-    assert.strictEqual(String(probeOf(utils.replace(patch!.from, () => patch!.to))), probed)
+    assert.strictEqual(String(probeOf(utils.replace(patch!.from, () => patch!.to), "pickInternalCall")), probed)
+  })
+
+  it("effect/internal/effect: V8 names a stored continuation in its stack traces, as Effect's probe finds here", async () => {
+    const patch = (await patches()).find((patch) => patch.what.startsWith("effect/internal/effect: continuation"))
+    assert.isDefined(patch)
+    const effect = effectFile(Path.join("internal", "effect.js"))
+    assert.match(effect, patch!.from, "the patch applies to the installed effect")
+    assert.isTrue(probeOf(effect, "continuationMarksStack"))
+    assert.isTrue(probeOf(effect.replace(patch!.from, () => patch!.to), "continuationMarksStack"))
   })
 })
