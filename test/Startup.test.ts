@@ -32,6 +32,14 @@ const scratchFile = (name: string) =>
     (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })),
   ).pipe(Effect.map((dir) => Path.join(dir, name)))
 
+/** The bundle, built first if src/ changed (as scripts/caps.mjs would on Node). */
+const bundleBuilt = Effect.gen(function* () {
+  const built = yield* run([Path.join(projectRoot, "node_modules", ".bin", "node"), BUNDLE_SCRIPT, "--if-stale"], {
+    timeoutMs: 120_000,
+  })
+  assert.strictEqual(built.code, 0, built.stderr)
+})
+
 /** A file for the preload to write to, removed with the scope. */
 const recordFile = scratchFile("loaded.json")
 
@@ -70,11 +78,7 @@ describe("a start of the bundle", () => {
     "the caps bin imports every built-in its bundle requires, as the build listed them",
     () =>
       Effect.gen(function* () {
-        const built = yield* run(
-          [Path.join(projectRoot, "node_modules", ".bin", "node"), BUNDLE_SCRIPT, "--if-stale"],
-          { timeoutMs: 120_000 },
-        )
-        assert.strictEqual(built.code, 0, built.stderr)
+        yield* bundleBuilt
         const { bundleBuiltins } = (yield* Effect.promise(() =>
           import(new URL("../scripts/bundle.mjs", import.meta.url).href)
         )) as {
@@ -161,13 +165,7 @@ describe("node:net and node:dgram, loaded only where TCP, UDP or an IPv6 literal
     () =>
       Effect.gen(function* () {
         const peers = yield* uppercasingPeers
-        const built = yield* run(
-          [Path.join(projectRoot, "node_modules", ".bin", "node"), BUNDLE_SCRIPT, "--if-stale"],
-          {
-            timeoutMs: 120_000,
-          },
-        )
-        assert.strictEqual(built.code, 0, built.stderr)
+        yield* bundleBuilt
         const scriptsRun = (proto: "udp" | "tcp") =>
           Effect.gen(function* () {
             const log = yield* scratchFile("v8.log")
@@ -209,11 +207,7 @@ describe("node:net and node:dgram, loaded only where TCP, UDP or an IPv6 literal
     "on Deno, caps serve up to its first answers loads no node:module",
     () =>
       Effect.gen(function* () {
-        const built = yield* run(
-          [Path.join(projectRoot, "node_modules", ".bin", "node"), BUNDLE_SCRIPT, "--if-stale"],
-          { timeoutMs: 120_000 },
-        )
-        assert.strictEqual(built.code, 0, built.stderr)
+        yield* bundleBuilt
         const log = yield* scratchFile("v8.log")
         yield* Effect.gen(function* () {
           const { ports: [udpPort, tcpPort] } = yield* start(
