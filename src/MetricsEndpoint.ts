@@ -89,6 +89,7 @@ export const serve = Effect.fn("MetricsEndpoint.serve")(function* (options: Endp
   const requested = Endpoint.make(options.host, options.port, "tcp")
   const registry = Context.make(Metric.MetricRegistry, yield* Metric.MetricRegistry)
   const routes = { metrics: () => PrometheusMetrics.formatUnsafe(registry), ready: options.ready }
+  yield* Builtins.load("node:http")
   const server = Builtins.http().createServer({ requestTimeout: REQUEST_TIMEOUT_MILLIS }, (request, response) => {
     respond(request, response, route(request.method ?? "GET", request.url ?? "/", routes))
   })

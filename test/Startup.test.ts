@@ -204,17 +204,22 @@ describe("node:net and node:dgram, loaded only where TCP, UDP or an IPv6 literal
   )
 
   it.live.skipIf(!isDeno)(
-    "on Deno, caps serve up to its first answers loads no node:module",
+    "on Deno, caps serve with --metrics-port, up to its first answers and a scrape, loads no node:module",
     () =>
       Effect.gen(function* () {
         yield* bundleBuilt
         const log = yield* scratchFile("v8.log")
         yield* Effect.gen(function* () {
-          const { ports: [udpPort, tcpPort] } = yield* start(
+          const server = yield* start(
             [process.execPath, "run", v8Log(log), "--allow-net", "--allow-env", "--allow-read", CAPS_SCRIPT, "serve"]
-              .concat(["--host", "127.0.0.1", "--port", "0"]),
+              .concat(["--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"]),
             { ready: CAPS_READY, count: 2 },
           )
+          const [udpPort, tcpPort] = server.ports
+          const metrics = /metrics on (http:\S+)/.exec(server.stdout())
+          assert.isNotNull(metrics, server.stdout())
+          const scrape = yield* Effect.promise(() => fetch(metrics![1]!))
+          assert.include(yield* Effect.promise(() => scrape.text()), "caps_requests_total")
           const udpReply = yield* Effect.promise(() => udpExchange(udpPort!, "hello\n"))
           assert.strictEqual(udpReply.toString(), "HELLO\n")
           const tcpReply = yield* Effect.promise(() => tcpExchange(tcpPort!, ["hello\n"], { expectBytes: 6 }))
