@@ -42,18 +42,10 @@ const imported = new Map<Id, unknown>()
 // import() hidden from the bundler, which makes it a require() in the CommonJS bundle (scripts/bundle.mjs), and
 // a require that the bundle does not preload goes through node:module (scripts/bin.mjs). Where a host gives code
 // made this way no import() (vitest's module runner, say), the built-in comes from process.getBuiltinModule.
-const importBuiltin = (id: Id): Promise<void> => {
-  try {
-    const dynamicImport = new Function("id", "return import(id)") as (id: Id) => Promise<{ readonly default: unknown }>
-    return dynamicImport(id).then(
-      (module) => void imported.set(id, module.default),
-      () => void imported.set(id, undefined),
-    )
-  } catch {
-    imported.set(id, undefined)
-    return Promise.resolve()
-  }
-}
+const importBuiltin = (id: Id): Promise<void> =>
+  Promise.resolve()
+    .then(() => (new Function("id", "return import(id)") as (id: Id) => Promise<{ readonly default: unknown }>)(id))
+    .then((module) => void imported.set(id, module.default), () => void imported.set(id, undefined))
 
 /**
  * Imports built-ins before their first use, on Deno (see above). On Node, `process.getBuiltinModule` costs no more,
