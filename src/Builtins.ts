@@ -1,9 +1,9 @@
 /**
  * The Node built-ins that only some commands use, loaded when first used rather than when caps starts.
  *
- * `node:tls` with `node:crypto` (TLS), `node:dns` (host names), `node:http` (`--metrics-port`) and `node:readline`
- * (sessions read from standard input) took a third of a one-shot client's start: `caps udp-client -m hello --host
- * 127.0.0.1` uses none of them, and with them loaded at start it ran about 1.4x as long. Deno loads even `node:fs`
+ * `node:tls` with `node:crypto` (TLS), `node:dns` (host names), `node:http` (then the operators' endpoint) and
+ * `node:readline` (sessions read from standard input) took a third of a one-shot client's start: `caps udp-client
+ * -m hello --host 127.0.0.1` uses none of them, and with them loaded at start it ran about 1.4x as long. Deno loads even `node:fs`
  * and `node:os` only when asked, so they are here too. A module that needs one asks here at the point of use;
  * `process.getBuiltinModule` (Node and Deno) keeps each once loaded, so later calls are a lookup. Types come from
  * `import type`, which costs nothing at run time.
@@ -15,7 +15,6 @@ import type * as NodeCrypto from "node:crypto"
 import type * as NodeDgram from "node:dgram"
 import type * as NodeDns from "node:dns"
 import type * as NodeFs from "node:fs"
-import type * as NodeHttp from "node:http"
 import type * as NodeNet from "node:net"
 import type * as NodeOs from "node:os"
 import type * as NodeReadline from "node:readline"
@@ -29,7 +28,6 @@ export type Id =
   | "node:dgram"
   | "node:dns"
   | "node:fs"
-  | "node:http"
   | "node:net"
   | "node:os"
   | "node:readline"
@@ -78,8 +76,6 @@ export const dns = (): typeof NodeDns => builtin("node:dns")
  */
 export const fs = (): typeof NodeFs => builtin("node:fs")
 
-/** `node:http`: the operators' endpoint (`--metrics-port`). */
-export const http = (): typeof NodeHttp => builtin("node:http")
 
 /**
  * `node:net`: TCP (the servers, the clients, the proxy). Deno's `node:net` loads `node:dns` with

@@ -7,21 +7,21 @@
  *
  * Serving HTTP is the CLI's business, not the library's: an embedder reads
  * the same metrics from their own registry (Metrics.ts). Three read-only
- * routes need no router, so this is `node:http` in a scope, as TcpListener
- * is `node:net`: Effect's HTTP server and its platform layer cost a server's
- * start 70 ms and more when they were loaded for it (bench/README.md).
- * `node:http` itself is loaded only when the endpoint starts (Builtins.ts).
+ * routes need no router, so this is a `node:net` server in a scope, as
+ * TcpListener's is, answering HTTP/1.1 itself (HttpResponder.ts): Effect's
+ * HTTP server and its platform layer cost a server's start 70 ms and more
+ * when they were loaded for it, and `node:http`'s requests slowed the TCP
+ * server they were scraped beside by 5% (bench/README.md).
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
-import { Buffer } from "node:buffer"
-import type * as Http from "node:http"
 import type * as Net from "node:net"
 import * as Builtins from "./Builtins.ts"
 import * as CapsError from "./CapsError.ts"
 import * as Endpoint from "./Endpoint.ts"
+import * as HttpResponder from "./HttpResponder.ts"
 
 /** Where the endpoint listens, and when the servers are ready. */
 export interface EndpointOptions {
@@ -34,17 +34,8 @@ export interface EndpointOptions {
 /** Prometheus's text exposition format, the version its scrapers ask for. */
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-// A scraper that sends its headers this slowly, or never finishes a request, is cut off: the endpoint is for
-// probes that answer in milliseconds.
-const REQUEST_TIMEOUT_MILLIS = 10_000
-
 /** What one request is answered. */
-export interface Reply {
-  readonly status: number
-  readonly body: string
-  readonly contentType?: string
-  readonly allow?: string
-}
+export type Reply = HttpResponder.Reply
 
 const plain = (status: number, body: string): Reply => ({ status, body })
 
@@ -74,26 +65,20 @@ export const route = (method: string, url: string, options: RouteOptions): Reply
   }
 }
 
-const respond = (request: Http.IncomingMessage, response: Http.ServerResponse, reply: Reply) => {
-  const headers: Record<string, string | number> = {
-    "content-type": reply.contentType ?? "text/plain; charset=utf-8",
-    "content-length": Buffer.byteLength(reply.body),
-  }
-  if (reply.allow !== undefined) headers["allow"] = reply.allow
-  response.writeHead(reply.status, headers)
-  response.end(request.method === "HEAD" ? undefined : reply.body)
-}
-
 /** Serves the endpoint in the current scope, returning where it listens; a port in use is a `BindError`. */
 export const serve = Effect.fn("MetricsEndpoint.serve")(function* (options: EndpointOptions) {
   const requested = Endpoint.make(options.host, options.port, "tcp")
   const registry = Context.make(Metric.MetricRegistry, yield* Metric.MetricRegistry)
   const routes = { metrics: () => PrometheusMetrics.formatUnsafe(registry), ready: options.ready }
-  yield* Builtins.load("node:http")
-  const server = Builtins.http().createServer({ requestTimeout: REQUEST_TIMEOUT_MILLIS }, (request, response) => {
-    respond(request, response, route(request.method ?? "GET", request.url ?? "/", routes))
+  yield* Builtins.load("node:net")
+  // Made as TcpListener makes the servers' own, so that its sockets have the same shape (HttpResponder.ts).
+  const server = Builtins.net().createServer({ allowHalfOpen: true, noDelay: true })
+  const connections = new Set<Net.Socket>()
+  server.on("connection", (conn: Net.Socket) => {
+    connections.add(conn)
+    conn.once("close", () => connections.delete(conn))
+    HttpResponder.serve(conn, (method, target) => route(method, target, routes))
   })
-  server.headersTimeout = REQUEST_TIMEOUT_MILLIS
   yield* Effect.acquireRelease(
     Effect.callback<void, CapsError.BindError>((resume) => {
       const onError = (error: Error) => resume(Effect.fail(CapsError.fromBindFailure(error, requested)))
@@ -110,7 +95,7 @@ export const serve = Effect.fn("MetricsEndpoint.serve")(function* (options: Endp
         if (!server.listening) return resume(Effect.void)
         server.close(() => resume(Effect.void))
         // Scrapers keep their connections open between scrapes: close them, or close would wait for them.
-        server.closeAllConnections?.()
+        for (const conn of connections) conn.destroy()
       }),
   )
   const bound = server.address() as Net.AddressInfo

@@ -120,7 +120,7 @@ describe("a start of the bundle", () => {
   )
 
   it.live.skipIf(isDeno)(
-    "caps serve loads neither TLS, HTTP nor readline; --metrics-port loads HTTP",
+    "caps serve loads neither TLS, HTTP nor readline, with --metrics-port or without",
     () =>
       Effect.gen(function* () {
         const serve = (extra: ReadonlyArray<string>) =>
@@ -138,7 +138,8 @@ describe("a start of the bundle", () => {
             return lazyLoaded(file).filter((name) => name !== "dns")
           }).pipe(Effect.scoped)
         assert.deepStrictEqual(yield* serve([]), [])
-        assert.deepStrictEqual(yield* serve(["--metrics-port", "0"]), ["http"])
+        // The operators' endpoint answers HTTP on node:net (HttpResponder.ts).
+        assert.deepStrictEqual(yield* serve(["--metrics-port", "0"]), [])
       }),
     120_000,
   )
