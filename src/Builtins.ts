@@ -76,7 +76,6 @@ export const dns = (): typeof NodeDns => builtin("node:dns")
  */
 export const fs = (): typeof NodeFs => builtin("node:fs")
 
-
 /**
  * `node:net`: TCP (the servers, the clients, the proxy). Deno's `node:net` loads `node:dns` with
  * it, some 4 to 6 ms of a start that a UDP client or server does without. (Node loads it anyway when its standard
