@@ -15,7 +15,8 @@
  * What a scraper or a probe sends is all it needs to read: requests with
  * no body or one with a `Content-Length` (skipped). Anything else is
  * answered with its status and the connection closed: a malformed head
- * 400, a head over 16 KiB 431, a chunked body 501, HTTP/2 or 0.9 505.
+ * (or an HTTP/1.1 one without Host) 400, a head over 16 KiB 431, a body
+ * over 64 KiB 413, a chunked body 501, HTTP/2 or 0.9 505.
  */
 import { Buffer } from "node:buffer"
 import type * as Net from "node:net"
@@ -73,6 +74,8 @@ export const parseHead = (text: string): Head | number => {
   if (line[3] !== "1") return 505
   let connection: Array<string> = []
   let bodyBytes: number | undefined
+  let host = false
+  let expectsContinue = false
   for (let i = 1; i < lines.length; i++) {
     const field = lines[i]
     const colon = field.indexOf(":")
@@ -81,6 +84,8 @@ export const parseHead = (text: string): Head | number => {
     const name = field.slice(0, colon).toLowerCase()
     const value = field.slice(colon + 1).trim()
     if (name === "transfer-encoding") return 501
+    if (name === "host") host = true
+    if (name === "expect") expectsContinue = value.toLowerCase() === "100-continue"
     if (name === "connection") connection = connection.concat(value.toLowerCase().split(",").map((t) => t.trim()))
     if (name === "content-length") {
       if (!DIGITS.test(value) || (bodyBytes !== undefined && Number(value) !== bodyBytes)) return 400
@@ -88,7 +93,11 @@ export const parseHead = (text: string): Head | number => {
     }
   }
   if (bodyBytes !== undefined && bodyBytes > MAX_BODY_BYTES) return 413
-  const keepAlive = line[4] === "1" ? !connection.includes("close") : connection.includes("keep-alive")
+  // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400 (as Node's own server does).
+  if (line[4] === "1" && !host) return 400
+  // A client that waits for "100 Continue" may send its body, or not, after our reply: close rather than guess.
+  const keepAlive = (line[4] === "1" ? !connection.includes("close") : connection.includes("keep-alive")) &&
+    !(expectsContinue && (bodyBytes ?? 0) > 0)
   return { method: line[1], target: line[2], keepAlive, bodyBytes: bodyBytes ?? 0 }
 }
 
@@ -123,6 +132,7 @@ export const serve = (
   let buffered = ""
   let skipping = 0
   let closing = false
+  let peerEnded = false
   const timer = setTimeout(() => conn.destroy(), idleMillis)
   const close = (text: string) => {
     closing = true
@@ -131,33 +141,41 @@ export const serve = (
   }
   // How far `buffered` was searched for the end of a head, so that a head sent a byte at a time is scanned once.
   let scanned = 0
-  const refuse = (status: number) => close(format(plain(status), { method: "GET", keepAlive: false }))
+  // The next whole request head, taken from `buffered` with its body; a status that refuses it; or undefined.
+  const nextHead = (): Head | number | undefined => {
+    // Empty lines before a request line are ignored (RFC 9112 §2.2).
+    const start = buffered.search(/[^\r\n]/)
+    if (start === -1) return void (buffered = "")
+    HEAD_END.lastIndex = Math.max(start, scanned - 3)
+    const end = HEAD_END.exec(buffered)
+    if (end === null || end.index - start > MAX_HEAD_BYTES) {
+      scanned = buffered.length
+      return buffered.length - start > MAX_HEAD_BYTES ? 431 : undefined
+    }
+    const head = parseHead(buffered.slice(start, end.index))
+    buffered = buffered.slice(end.index + end[0].length)
+    scanned = 0
+    if (typeof head === "number") return head
+    const skipped = Math.min(head.bodyBytes, buffered.length)
+    buffered = buffered.slice(skipped)
+    skipping = head.bodyBytes - skipped
+    return head
+  }
   const pump = () => {
-    while (!closing && conn.writableLength < MAX_QUEUED_BYTES) {
-      // Empty lines before a request line are ignored (RFC 9112 §2.2).
-      const start = buffered.search(/[^\r\n]/)
-      if (start === -1) return void (buffered = "")
-      HEAD_END.lastIndex = Math.max(start, scanned - 3)
-      const end = HEAD_END.exec(buffered)
-      if (end === null || end.index - start > MAX_HEAD_BYTES) {
-        scanned = buffered.length
-        if (buffered.length - start > MAX_HEAD_BYTES) refuse(431)
+    while (!closing) {
+      if (conn.writableLength >= MAX_QUEUED_BYTES) return void conn.pause()
+      const head = skipping > 0 ? undefined : nextHead()
+      if (head === undefined) {
+        // Nothing whole to answer: wait for more, or end once the peer has sent all it will.
+        if (peerEnded) close("")
         return
       }
-      const head = parseHead(buffered.slice(start, end.index))
-      buffered = buffered.slice(end.index + end[0].length)
-      scanned = 0
-      if (typeof head === "number") return refuse(head)
-      const skipped = Math.min(head.bodyBytes, buffered.length)
-      buffered = buffered.slice(skipped)
-      skipping = head.bodyBytes - skipped
+      if (typeof head === "number") return close(format(plain(head), { method: "GET", keepAlive: false }))
       timer.refresh()
       const text = format(answer(head.method, head.target), head)
       if (!head.keepAlive) return close(text)
       conn.write(text)
-      if (skipping > 0) return
     }
-    if (!closing) conn.pause()
   }
   conn.on("data", (chunk: Buffer) => {
     if (closing) return
@@ -175,8 +193,11 @@ export const serve = (
     conn.resume()
     pump()
   })
-  // The peer is done sending: what it asked is answered above, so our side ends too.
-  conn.on("end", () => close(""))
+  // The peer is done sending: our side ends once what it asked is answered (some may wait for a drain).
+  conn.on("end", () => {
+    peerEnded = true
+    pump()
+  })
   conn.on("error", () => conn.destroy())
   conn.once("close", () => clearTimeout(timer))
 }

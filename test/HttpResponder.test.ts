@@ -109,16 +109,23 @@ describe("HttpResponder.parseHead", () => {
       bodyBytes: 0,
     })
     assert.isFalse(
-      (HttpResponder.parseHead("GET / HTTP/1.1\r\nConnection: Upgrade, Close") as HttpResponder.Head).keepAlive,
+      (HttpResponder.parseHead("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, Close") as HttpResponder.Head)
+        .keepAlive,
     )
     assert.isFalse((HttpResponder.parseHead("GET / HTTP/1.0") as HttpResponder.Head).keepAlive)
     assert.isTrue((HttpResponder.parseHead("GET / HTTP/1.0\nConnection: Keep-Alive") as HttpResponder.Head).keepAlive)
+    // A client waiting for 100 Continue may or may not send its body after the reply: the connection is closed.
+    const expecting = "PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: "
+    assert.isFalse((HttpResponder.parseHead(expecting + "5") as HttpResponder.Head).keepAlive)
+    assert.isTrue((HttpResponder.parseHead(expecting + "0") as HttpResponder.Head).keepAlive)
     assert.strictEqual(
-      (HttpResponder.parseHead("POST / HTTP/1.1\r\nContent-Length: 12") as HttpResponder.Head).bodyBytes,
+      (HttpResponder.parseHead("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12") as HttpResponder.Head).bodyBytes,
       12,
     )
     assert.strictEqual(
-      (HttpResponder.parseHead("POST / HTTP/1.1\r\nContent-Length: 3\r\ncontent-length: 3") as HttpResponder.Head)
+      (HttpResponder.parseHead(
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\ncontent-length: 3",
+      ) as HttpResponder.Head)
         .bodyBytes,
       3,
     )
@@ -131,6 +138,7 @@ describe("HttpResponder.parseHead", () => {
       ["G(T / HTTP/1.1", 400],
       ["GET / HTTP/1.1\r\nHost : a", 400],
       ["GET / HTTP/1.1\r\nHost: a\r\n folded", 400],
+      ["GET / HTTP/1.1\r\nUser-Agent: no host", 400],
       ["GET / HTTP/1.1\r\n: empty name", 400],
       ["GET / HTTP/1.1\r\nno colon", 400],
       ["POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4", 400],
@@ -142,7 +150,10 @@ describe("HttpResponder.parseHead", () => {
       ["GET / HTTP/0.9", 505],
     ]
     for (const [head, status] of refusals) assert.strictEqual(HttpResponder.parseHead(head), status, head)
-    assert.isObject(HttpResponder.parseHead(`POST / HTTP/1.1\r\nContent-Length: ${HttpResponder.MAX_BODY_BYTES}`))
+    assert.isObject(HttpResponder.parseHead("GET / HTTP/1.0"), "HTTP/1.0 needs no Host")
+    assert.isObject(
+      HttpResponder.parseHead(`POST / HTTP/1.1\r\nHost: a\r\nContent-Length: ${HttpResponder.MAX_BODY_BYTES}`),
+    )
   })
 })
 
@@ -151,7 +162,7 @@ describe("HttpResponder.serve", () => {
     Effect.gen(function* () {
       const { port } = yield* responder()
       // Empty lines before a request line are ignored (RFC 9112 §2.2).
-      const got = yield* keptOpen(port, "\r\n" + GET("/a") + GET("/b?c=d") + "GET /c HTTP/1.1\n\n")
+      const got = yield* keptOpen(port, "\r\n" + GET("/a") + GET("/b?c=d") + "GET /c HTTP/1.1\nHost: a\n\n")
       assert.isTrue(got.open, "still open after three keep-alive requests")
       const replies = responses(got.data)
       assert.deepStrictEqual(replies.map((reply) => reply.body), ["GET /a\n", "GET /b?c=d\n", "GET /c\n"])
@@ -186,7 +197,7 @@ describe("HttpResponder.serve", () => {
   it.live("answers HEAD with the length of the body it leaves out, and the peer's half-close with the rest", () =>
     Effect.gen(function* () {
       const { port } = yield* responder()
-      const got = yield* exchange(port, ["HEAD /h HTTP/1.1\r\n\r\n" + GET("/g")], { halfClose: true })
+      const got = yield* exchange(port, ["HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n" + GET("/g")], { halfClose: true })
       assert.isTrue(got.ended, "closed once the half-closed peer was answered")
       const replies = responses(got.data.toString(), [true, false])
       assert.deepStrictEqual(replies.map((reply) => [reply.headers["content-length"], reply.body]), [
@@ -199,7 +210,7 @@ describe("HttpResponder.serve", () => {
     Effect.gen(function* () {
       const { port } = yield* responder()
       const body = GET("/smuggled")
-      const post = `POST /p HTTP/1.1\r\nContent-Length: ${body.length}\r\n\r\n`
+      const post = `POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: ${body.length}\r\n\r\n`
       for (const pieces of [[post + body + GET("/next")], [post, body.slice(0, 5), body.slice(5), GET("/next")]]) {
         const got = yield* exchange(port, pieces, { pauseMs: 20, halfClose: true })
         assert.deepStrictEqual(responses(got.data.toString()).map((reply) => reply.body), ["POST /p\n", "GET /next\n"])
@@ -254,7 +265,7 @@ describe("HttpResponder.serve", () => {
       for (const socket of [halfSent, idle, busy]) socket.destroy()
     }).pipe(Effect.scoped))
 
-  it.live("a peer that does not read: its requests wait while 1 MiB of replies is queued, then all are answered, later ones too", () =>
+  it.live("a peer that does not read: its requests wait while 1 MiB of replies is queued, then all are answered, later ones and a half-close too", () =>
     Effect.gen(function* () {
       // Each half of the replies (16 MiB) is more than the kernel's socket buffers take on loopback.
       const bodyBytes = 256 * 1024
@@ -265,14 +276,16 @@ describe("HttpResponder.serve", () => {
       const requests = (from: number) => Array.from({ length: count / 2 }, (_, i) => GET(`/${from + i}`)).join("")
       socket.write(requests(0))
       yield* Effect.promise(() => sleep(300))
-      // These arrive while the server reads no more: it reads them once its replies drain.
-      socket.write(requests(count / 2))
+      // These arrive while the server reads no more: it reads them once its replies drain. The half-close after
+      // them ends the connection only once they are answered.
+      socket.end(requests(count / 2))
       socket.resume()
       // Only its length counts: a date is always 29 characters.
       const head = `HTTP/1.1 200 OK\r\nDate: ${
         new Date().toUTCString()
       }\r\nContent-Type: text/x-test\r\nContent-Length: ${bodyBytes}\r\n\r\n`
       const data = yield* Effect.promise(() => readAtLeast(socket, count * (head.length + bodyBytes), 10_000))
+      yield* Effect.promise(() => closedByPeer(socket, 3000))
       socket.destroy()
       const replies = responses(data.toString())
       assert.deepStrictEqual(replies.map((reply) => reply.body.split("\n")[0]), replies.map((_, i) => `GET /${i}`))
