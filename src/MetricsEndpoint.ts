@@ -37,6 +37,13 @@ export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8
 /** What one request is answered. */
 export type Reply = HttpResponder.Reply
 
+/**
+ * Connections the endpoint holds at once; more are closed as they arrive. Scrapers and probes need a few, and
+ * the descriptors they take come out of the few that the TCP server's connection limit leaves free
+ * (DescriptorBudget.RESERVE), so that no number of them can make its accept fail.
+ */
+export const MAX_CONNECTIONS = 8
+
 const plain = (status: number, body: string): Reply => ({ status, body })
 
 /** What the routes read: the metrics in Prometheus's format, and whether the servers serve. */
@@ -73,6 +80,7 @@ export const serve = Effect.fn("MetricsEndpoint.serve")(function* (options: Endp
   yield* Builtins.load("node:net")
   // Made as TcpListener makes the servers' own, so that its sockets have the same shape (HttpResponder.ts).
   const server = Builtins.net().createServer({ allowHalfOpen: true, noDelay: true })
+  server.maxConnections = MAX_CONNECTIONS
   const connections = new Set<Net.Socket>()
   server.on("connection", (conn: Net.Socket) => {
     connections.add(conn)

@@ -13,6 +13,7 @@ import {
   closedByPeer,
   connection,
   openSockets,
+  readAtLeast,
   sleep,
   socketsBackTo,
   tcpConnect,
@@ -239,6 +240,30 @@ describe("MetricsEndpoint", () => {
         }).pipe(Effect.ensuring(Effect.sync(() => agent.destroy())))
       ),
     ))
+
+  it.live("holds MAX_CONNECTIONS connections at once, closing more as they arrive, and serves again when one closes", () =>
+    Effect.gen(function* () {
+      const address = yield* MetricsEndpoint.serve({ host: "127.0.0.1", port: 0, ready: () => true })
+      /** A kept-alive connection that asked for /livez: whether it was answered or closed unanswered. */
+      const ask = Effect.acquireRelease(
+        Effect.promise(async () => {
+          const socket = await tcpConnect(address.port)
+          socket.on("error", () => {})
+          socket.write("GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+          // One closed as it arrives may be reset, having sent a request the endpoint never read.
+          const reply = (await readAtLeast(socket, 1).catch(() => Buffer.alloc(0))).toString()
+          return { socket, answered: reply.startsWith("HTTP/1.1 200 OK") }
+        }),
+        ({ socket }) => Effect.sync(() => socket.destroy()),
+      )
+      const held = []
+      for (let i = 0; i < MetricsEndpoint.MAX_CONNECTIONS; i++) held.push(yield* ask)
+      assert.deepStrictEqual(held.map((conn) => conn.answered), held.map(() => true))
+      assert.isFalse((yield* ask).answered, "one more is closed unanswered")
+      held[0].socket.destroy()
+      yield* Effect.promise(() => sleep(100))
+      assert.isTrue((yield* ask).answered, "served again once one has closed")
+    }).pipe(Effect.scoped))
 
   it.live("a port in use is a typed AddressInUse naming it, and nothing is left listening", () =>
     Effect.gen(function* () {
