@@ -2,8 +2,9 @@
 // bundle on disk was built from the sources as they are now.
 //
 //   node scripts/bundle.mjs              build (npm run build:bundle; deno task build runs it on Deno)
-//   node scripts/bundle.mjs --if-stale   build only if src/ (or the dependencies) changed since the last build:
-//                                        npm's `prepare`, so `npm ci` in a clone leaves a bundle ready
+//   node scripts/bundle.mjs --if-stale   build only if src/ (or the dependencies) changed since the last build,
+//                                        and make the code caches if they are not made for this bundle: npm's
+//                                        `prepare` (`npm ci` in a clone leaves a bundle ready) and `npm run bench`
 //   node scripts/bundle.mjs --no-warm    build without the warm-up below (scripts/caps.mjs after an edit)
 //
 // It reports on stderr: stdout is npm's, e.g. `npm pack --json` runs it (prepare, prepack) and prints JSON there.
@@ -21,6 +22,7 @@
 //                     nothing until traces are asked for (see TraceExport.ts for how the two copies meet)
 //   caps.inputs.json  what it was built from: the size and modification time of every file under src/, of the
 //                     build's own scripts and of the lockfiles; isFresh() compares them with the files on disk
+//   caps.warmed.json  the bundle the code caches below were made for, and on which runtimes (isWarm())
 // Then the warm-up runs each command once on the pinned Node and Deno, against servers of its own on loopback, so
 // the code caches exist before a user's first start (Deno's README command may not write its own).
 //
@@ -88,6 +90,12 @@ const APART = [
   esm: `${DIST}/caps.${apart.name}.mjs`,
 }))
 const INPUTS = `${DIST}/caps.inputs.json`
+/**
+ * The bundle the code caches were last made for, and on which runtimes. A build run by scripts/caps.mjs after an
+ * edit (`--no-warm`, to be quick) makes none, and Deno's README command may not write its own, so until caches are
+ * made for it Deno compiles the bundle at every start (tens of milliseconds): `--if-stale` makes them.
+ */
+const WARMED = `${DIST}/caps.warmed.json`
 
 /** Files whose change makes the bundle stale, relative to ROOT, beside everything under src/. */
 const EXTRA_INPUTS = ["scripts/bundle.mjs", "scripts/bin.mjs", "package-lock.json", "node_modules/.package-lock.json"]
@@ -122,6 +130,27 @@ export function inputsState() {
     }
   }
   return state
+}
+
+/** Whether the code caches were made for the bundle as it is, on every runtime that can make them. */
+export function isWarm() {
+  try {
+    const warmed = JSON.parse(io.read(WARMED))
+    return JSON.stringify(warmed.bundle) === JSON.stringify(io.stat(BUNDLE)) &&
+      warmRuntimes().every(([name]) => warmed.runtimes.includes(name))
+  } catch {
+    return false
+  }
+}
+
+/** Makes the code caches for the bundle as it is, and records for which runtimes they were made. */
+async function warmUp(quiet) {
+  const started = performance.now()
+  const warmed = await warm()
+  writeAtomically(WARMED, JSON.stringify({ bundle: io.stat(BUNDLE), runtimes: warmed }) + "\n")
+  if (!quiet) {
+    console.error(`bundle: code caches for ${warmed.join(", ")} in ${(performance.now() - started).toFixed(0)} ms`)
+  }
 }
 
 /** Whether dist/ holds a bundle built from the inputs as they are now. */
@@ -266,7 +295,7 @@ function writeAtomically(file, contents) {
  * Builds the bundle. Every file is written to a temporary name and renamed into place, and the inputs last,
  * so a process starting meanwhile (or a second build at the same time) sees either the old bundle or the new.
  */
-export async function build({ quiet = false, warmUp = true } = {}) {
+export async function build({ quiet = false, warm = true } = {}) {
   const fs = process.getBuiltinModule("node:fs")
   const path = process.getBuiltinModule("node:path")
   const started = performance.now()
@@ -349,20 +378,14 @@ export async function build({ quiet = false, warmUp = true } = {}) {
   const apartSizes = APART.map((apart) =>
     `caps.${apart.name}.{cjs,mjs} (${(fs.statSync(apart.cjs).size / 1024).toFixed(0)} KiB)`
   )
-  const built = performance.now()
   if (!quiet) {
-    const ms = (built - started).toFixed(0)
+    const ms = (performance.now() - started).toFixed(0)
     console.error(
       `bundle: ${path.relative(process.cwd(), ENTRY)} + caps.bundle.{cjs,mjs} (${size} KiB), ` +
         `${apartSizes.join(", ")} in ${ms} ms`,
     )
   }
-  if (warmUp) {
-    const warmed = await warm()
-    if (!quiet) {
-      console.error(`bundle: code caches for ${warmed.join(", ")} in ${(performance.now() - built).toFixed(0)} ms`)
-    }
-  }
+  if (warm) await warmUp(quiet)
 }
 
 /** The runtimes that can warm the caches: the pinned Node and Deno, or else the one running this build. */
@@ -469,7 +492,8 @@ if (isMain) {
   const ifStale = process.argv.includes("--if-stale")
   if (ifStale && isFresh()) {
     console.error("bundle: dist/caps.mjs is up to date")
+    if (!isWarm()) await warmUp(false)
   } else {
-    await build({ warmUp: !process.argv.includes("--no-warm") })
+    await build({ warm: !process.argv.includes("--no-warm") })
   }
 }

@@ -41,7 +41,51 @@ const setVersion = (dir: string, version: string) => {
   Fs.writeFileSync(cli, source.replace(VERSION, `export const VERSION = "${version}"`))
 }
 
+/** The code caches scripts/bin.mjs keeps on Deno for the bundle at `bundle`: their names end in a hash of its path. */
+const denoCachesOf = (bundle: string): Array<string> => {
+  let key = 5381
+  for (const char of bundle) key = (key * 33 + char.charCodeAt(0)) >>> 0
+  const dir = Path.join(projectRoot, "node_modules", ".cache", "caps")
+  const suffix = `-${key.toString(36)}.v8`
+  return Fs.existsSync(dir)
+    ? Fs.readdirSync(dir).filter((name) => name.includes("-deno") && name.endsWith(suffix)).map((name) =>
+      Path.join(dir, name)
+    )
+    : []
+}
+
 describe("the launcher of npm start, npm run caps and the Deno command", () => {
+  it.live.skipIf(isDeno)(
+    "--if-stale makes the code caches a build without warm-up left out (the Deno command cannot write its own)",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* projectCopy
+        const bundle = Path.join(dir, "dist", "caps.bundle.cjs")
+        // The copy's Deno caches land in the shared node_modules/.cache: they go with the copy.
+        yield* Effect.addFinalizer(() => Effect.sync(() => denoCachesOf(bundle).forEach((file) => Fs.rmSync(file))))
+        const env = { XDG_CACHE_HOME: Path.join(dir, "cache") }
+        const build = (...args: ReadonlyArray<string>) =>
+          run([process.execPath, Path.join(dir, "scripts", "bundle.mjs"), ...args], {
+            cwd: dir,
+            env,
+            timeoutMs: 120_000,
+          })
+        succeeded("the build without warm-up", yield* build("--no-warm"))
+        assert.deepStrictEqual(denoCachesOf(bundle), [], "no caches made")
+        const warmed = succeeded("--if-stale", yield* build("--if-stale"))
+        assert.include(warmed.stderr, "is up to date")
+        assert.match(warmed.stderr, /code caches for node, deno in/)
+        // One per command the warm-up runs: both clients, --version (as "other"), the three servers.
+        assert.strictEqual(denoCachesOf(bundle).length, 6, denoCachesOf(bundle).join("\n"))
+        const again = succeeded("--if-stale again", yield* build("--if-stale"))
+        assert.notInclude(again.stderr, "code caches", "made once for a bundle")
+        // A rebuild replaces the bundle the caches were made for.
+        succeeded("a rebuild without warm-up", yield* build("--no-warm"))
+        assert.match(succeeded("--if-stale", yield* build("--if-stale")).stderr, /code caches for node, deno in/)
+      }).pipe(Effect.scoped),
+    240_000,
+  )
+
   it.live.skipIf(isDeno)(
     "runs the bundle when it matches src/; after an edit, Node rebuilds it and Deno runs the sources",
     () =>
