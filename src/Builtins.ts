@@ -1,10 +1,10 @@
 /**
  * The Node built-ins that only some commands use, loaded when first used rather than when caps starts.
  *
- * `node:tls` with `node:crypto` (TLS), `node:dns` (host names), `node:http` (then the operators' endpoint) and
+ * `node:tls` with `node:crypto` (TLS), `node:dns` (host names), `node:http` (the operators' endpoint then) and
  * `node:readline` (sessions read from standard input) took a third of a one-shot client's start: `caps udp-client
- * -m hello --host 127.0.0.1` uses none of them, and with them loaded at start it ran about 1.4x as long. Deno loads even `node:fs`
- * and `node:os` only when asked, so they are here too. A module that needs one asks here at the point of use;
+ * -m hello --host 127.0.0.1` uses none of them, and with them loaded at start it ran about 1.4x as long. Deno loads
+ * even `node:fs` and `node:os` only when asked, so they are here too. A module that needs one asks here at the point of use;
  * `process.getBuiltinModule` (Node and Deno) keeps each once loaded, so later calls are a lookup. Types come from
  * `import type`, which costs nothing at run time.
  *

@@ -141,7 +141,8 @@ export const serve = (
   }
   // How far `buffered` was searched for the end of a head, so that a head sent a byte at a time is scanned once.
   let scanned = 0
-  // The next whole request head, taken from `buffered` with its body; a status that refuses it; or undefined.
+  // The next whole request head, taken from `buffered` (its body is skipped after it); a status that refuses it; or
+  // undefined.
   const nextHead = (): Head | number | undefined => {
     // Empty lines before a request line are ignored (RFC 9112 §2.2).
     const start = buffered.search(/[^\r\n]/)
@@ -156,14 +157,16 @@ export const serve = (
     buffered = buffered.slice(end.index + end[0].length)
     scanned = 0
     if (typeof head === "number") return head
-    const skipped = Math.min(head.bodyBytes, buffered.length)
-    buffered = buffered.slice(skipped)
-    skipping = head.bodyBytes - skipped
+    skipping = head.bodyBytes
     return head
   }
   const pump = () => {
     while (!closing) {
       if (conn.writableLength >= MAX_QUEUED_BYTES) return void conn.pause()
+      // A body, read and thrown away, in this chunk or in later ones.
+      const skipped = Math.min(skipping, buffered.length)
+      skipping -= skipped
+      buffered = buffered.slice(skipped)
       const head = skipping > 0 ? undefined : nextHead()
       if (head === undefined) {
         // Nothing whole to answer: wait for more, or end once the peer has sent all it will.
@@ -179,13 +182,7 @@ export const serve = (
   }
   conn.on("data", (chunk: Buffer) => {
     if (closing) return
-    let text = chunk.toString("latin1")
-    if (skipping > 0) {
-      const skipped = Math.min(skipping, text.length)
-      skipping -= skipped
-      text = text.slice(skipped)
-    }
-    buffered += text
+    buffered += chunk.toString("latin1")
     pump()
   })
   conn.on("drain", () => {
