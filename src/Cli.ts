@@ -254,6 +254,8 @@ const tcpClient = Command.make(
         port: flags.port,
         connectTimeout: seconds(flags.timeout),
         replyTimeout: seconds(flags.timeout),
+        // Its sentences go to servers that capitalise or count (caps's or the book's): sending one twice is harmless.
+        idempotent: true,
         tls: clientTls(flags),
       })),
     ),

@@ -25,14 +25,18 @@
  * connection just as the sentence was written, and never read it (the case
  * Go's net/http transport retries). A clean end of stream instead may follow
  * a read (a caps server closes a connection whose transform failed after
- * reading the line, with a FIN), so it is not resent. Any other break after
- * sending fails with `ConnectionClosed` and is never resent, since a plug-in
- * transform need not be idempotent; `resendUnanswered: false` turns even that
- * resend off. Before writing on a reused connection, the client lets the
- * event loop read what has reached it, so a server's close that is already
- * there (the textbook server closes right after its reply) is seen first.
- * Any failure or timeout discards the connection, so a late reply can never
- * be read as the answer to the next sentence.
+ * reading the line, with a FIN), so it is resent only with `idempotent: true`,
+ * which says the server may see a sentence twice (HTTP retries idempotent
+ * requests alone for the same reason). The client cannot tell the two closes
+ * apart: before writing on a reused connection it lets the event loop read
+ * what has reached it, so a close already there is seen first, but a close
+ * that comes during the few microseconds between that read and the write (the
+ * textbook server closes right after its reply; a loaded machine delays it)
+ * crosses the sentence, and only the server's kernel sees that it came too
+ * early. Any other break after sending fails with `ConnectionClosed` and is
+ * never resent; `resendUnanswered: false` turns every resend off. Any failure
+ * or timeout discards the connection, so a late reply can never be read as
+ * the answer to the next sentence.
  *
  * With `tls`, each connection is TLS, and its server's certificate is checked
  * (trusted, valid now, issued for the host's name: see `Tls.verify`) before a
@@ -82,6 +86,14 @@ export interface TcpClientOptions {
    */
   readonly resendUnanswered?: boolean | undefined
   /**
+   * Whether the server may see a sentence twice without harm, as the textbook's and every transform of caps's own
+   * servers may (the same sentence gets the same reply and changes nothing). Then a sentence written on a reused
+   * connection that the server closed cleanly before any byte of the reply is sent once more too: that is how a
+   * close which crossed the sentence looks, and also how a server that read the sentence and closed looks. False by
+   * default, since a plug-in transform need not be idempotent; the CLI's client sets it.
+   */
+  readonly idempotent?: boolean | undefined
+  /**
    * Speak TLS: `true` trusts the system's CAs and checks the certificate against `host`; `{ ca, servername }`
    * trusts the CAs of the PEM file `ca` instead, and checks (and sends as SNI) `servername`. Plaintext by default.
    */
@@ -95,6 +107,7 @@ const OptionsSchema = Schema.Struct({
   replyTimeout: Schema.optional(Options.PositiveDuration()),
   maxReplyBytes: Schema.optional(Options.PositiveInt),
   resendUnanswered: Schema.optional(Schema.Boolean),
+  idempotent: Schema.optional(Schema.Boolean),
   tls: Schema.optional(TlsOptions.ClientTlsOption),
 })
 
@@ -109,7 +122,8 @@ export const DEFAULT_MAX_REPLY_BYTES = 16 * 1024 * 1024
 /**
  * The client's settings as the CLI reads them: `CAPS_HOST` (localhost), `CAPS_PORT` (12000) and
  * `CAPS_TIMEOUT` in seconds (5), which bounds both connecting and waiting for a reply, and `CAPS_TLS`,
- * `CAPS_CA`, `CAPS_SERVERNAME` (see `TlsOptions.clientConfig`).
+ * `CAPS_CA`, `CAPS_SERVERNAME` (see `TlsOptions.clientConfig`). As the CLI's, it takes the server to be
+ * `idempotent`.
  */
 export const config: Config.Config<TcpClientOptions> = Config.all({
   host: Config.schema(Options.Host, "CAPS_HOST").pipe(Config.withDefault("localhost")),
@@ -123,6 +137,7 @@ export const config: Config.Config<TcpClientOptions> = Config.all({
   port,
   connectTimeout: Duration.seconds(timeout),
   replyTimeout: Duration.seconds(timeout),
+  idempotent: true,
   ...(tls === undefined ? {} : { tls }),
 })))
 
@@ -305,6 +320,9 @@ export const make = Effect.fn("TcpClient.make")(function* (
   const replyTimeout = Options.duration(options.replyTimeout, DEFAULT_TIMEOUT)
   const maxReplyBytes = options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES
   const resendUnanswered = options.resendUnanswered ?? true
+  // A reset says the server never read the sentence; a clean close may follow a read (see the header).
+  const resendsAfter = (kind: "Closed" | "Reset"): boolean =>
+    resendUnanswered && (kind === "Reset" || options.idempotent === true)
   const resolver = yield* Resolver.Resolver
   const lock = yield* Semaphore.make(1)
   let current: Connection | undefined
@@ -406,8 +424,8 @@ export const make = Effect.fn("TcpClient.make")(function* (
         if (outcome._tag === "Reply") return decoder.decode(outcome.line)
         if (outcome._tag === "Failed") return yield* Effect.fail(outcome.error)
         yield* discard
-        // Only a reset before any reply says the server never read the sentence (see the header).
-        if (!(resendUnanswered && reused && outcome.kind === "Reset" && !outcome.replyStarted)) {
+        // Only a break before any byte of the reply, of a connection that had answered before (see the header).
+        if (!(reused && !outcome.replyStarted && resendsAfter(outcome.kind))) {
           return yield* new CapsError.ConnectionClosed({ endpoint: server, kind: outcome.kind, sentenceSent: true })
         }
         yield* Effect.annotateCurrentSpan("caps.resent", true)

@@ -334,6 +334,37 @@ describe("TcpClient: what is resent", () => {
       assert.deepStrictEqual(peer.received, [["first", "second"]])
     }).pipe(Effect.scoped))
 
+  it.live("with idempotent: true, a clean end of stream after the sentence was written is resent once", () =>
+    Effect.gen(function* () {
+      const peer = yield* closesOnSecond("end")
+      const tcp = yield* clientOf(peer.port, { idempotent: true })
+      assert.strictEqual(yield* tcp.request("first"), "FIRST")
+      assert.strictEqual(yield* tcp.request("second"), "SECOND")
+      assert.deepStrictEqual(peer.received, [["first", "second"], ["second"]])
+    }).pipe(Effect.scoped))
+
+  it.live("with idempotent: true and resendUnanswered: false, neither close is resent", () =>
+    Effect.gen(function* () {
+      for (const close of ["end", "reset"] as const) {
+        const peer = yield* closesOnSecond(close)
+        const tcp = yield* clientOf(peer.port, { idempotent: true, resendUnanswered: false })
+        assert.strictEqual(yield* tcp.request("first"), "FIRST")
+        const error = yield* tcp.request("second").pipe(Effect.flip)
+        assert.strictEqual(error._tag === "ConnectionClosed" && error.kind, close === "end" ? "Closed" : "Reset")
+        assert.deepStrictEqual(peer.received, [["first", "second"]])
+      }
+    }).pipe(Effect.scoped))
+
+  it.live("even with idempotent: true, a fresh connection that closes before replying is not resent", () =>
+    Effect.gen(function* () {
+      // Nothing was reused: this server closes without answering, and would again.
+      const peer = yield* linePeer((_line, socket) => socket.end())
+      const tcp = yield* clientOf(peer.port, { idempotent: true })
+      const error = yield* tcp.request("once").pipe(Effect.flip)
+      assert.strictEqual(error._tag === "ConnectionClosed" && error.kind, "Closed")
+      assert.deepStrictEqual(peer.received, [["once"]])
+    }).pipe(Effect.scoped))
+
   it.live("a caps server whose transform fails on a reused connection sees that sentence once, not twice", () => {
     let seen = 0
     const failing: Transform.TransformShape = {
@@ -483,6 +514,7 @@ describe("TcpClient: the library surface", () => {
     ["connectTimeout", -1],
     ["maxReplyBytes", 0],
     ["resendUnanswered", "yes"],
+    ["idempotent", 1],
     ["tls", "yes"],
   ]
   for (const [option, value] of invalid) {
@@ -505,13 +537,20 @@ describe("TcpClient: the library surface", () => {
       const read = yield* TcpClient.config.parse(
         ConfigProvider.fromEnv({ env: { CAPS_HOST: "127.0.0.2", CAPS_PORT: "4000", CAPS_TIMEOUT: "0.25" } }),
       )
-      assert.deepStrictEqual(inMillis(read), { host: "127.0.0.2", port: 4000, connectTimeout: 250, replyTimeout: 250 })
+      assert.deepStrictEqual(inMillis(read), {
+        host: "127.0.0.2",
+        port: 4000,
+        connectTimeout: 250,
+        replyTimeout: 250,
+        idempotent: true,
+      })
       const defaults = yield* TcpClient.config.parse(ConfigProvider.fromUnknown({}))
       assert.deepStrictEqual(inMillis(defaults), {
         host: "localhost",
         port: 12000,
         connectTimeout: 5000,
         replyTimeout: 5000,
+        idempotent: true,
       })
       const bad = yield* TcpClient.config.parse(ConfigProvider.fromUnknown({ CAPS_PORT: "0" })).pipe(Effect.flip)
       assert.include(bad.message, "CAPS_PORT")
