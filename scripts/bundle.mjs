@@ -301,7 +301,9 @@ export async function build({ quiet = false, warm = true } = {}) {
   const started = performance.now()
   // The inputs as they were before reading them: an edit during the build makes the next start rebuild.
   const inputs = inputsState()
-  const { rolldown } = await import("rolldown")
+  // A variable: Deno would load rolldown's package.json at every start of scripts/caps.mjs for a literal one.
+  const bundler = "rolldown"
+  const { rolldown } = await import(bundler)
   const seen = new Set()
   const applied = new Set()
   const bundle = await rolldown({

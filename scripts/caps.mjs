@@ -6,9 +6,12 @@
 // memory of src/main.ts), but only when dist/ was built from src/ as it is now, so an edit is never hidden by an
 // old bundle. When src/ has changed, Node rebuilds the bundle first (about a second, once, with one line on
 // stderr); Deno runs the sources instead, since it may not write or spawn, and so does Node if the build fails (the
-// sources then report the error). Deno without --allow-read cannot check, so it runs the sources too.
+// sources then report the error). Deno without --allow-read can neither check nor import the sources: it runs the
+// bundle as built, and says so.
 //
-// Plain JavaScript that imports nothing it does not need, because its own cost is paid at every start.
+// Plain JavaScript that imports nothing it does not need, because its own cost is paid at every start. Deno loads
+// every module an import() with a literal specifier names before the program starts, run or not: the sources'
+// specifier is a variable, or each start would read and hash all of src/ first (some 10 ms of every start).
 
 import * as Bundle from "./bundle.mjs"
 
@@ -31,18 +34,24 @@ function rebuild() {
   return false
 }
 
-// Literal specifiers: Deno needs no read permission to import those.
-const readable = mayRead()
-if (readable && Bundle.isFresh()) {
+// The bundle's specifier is literal: Deno needs no read permission to import it.
+if (!mayRead()) {
+  process.stderr.write(
+    "caps: without --allow-read, Deno cannot check that dist/caps.mjs is built from src/ as it is now; " +
+      "running it as built\n",
+  )
+  await import("../dist/caps.mjs")
+} else if (Bundle.isFresh()) {
   await import("../dist/caps.mjs")
 } else if (!isDeno && rebuild()) {
   await import("../dist/caps.mjs")
 } else {
-  if (isDeno && readable) {
+  if (isDeno) {
     process.stderr.write(
       "caps: dist/caps.mjs is not built from src/ as it is now; running the sources " +
         "(npm run build:bundle or deno task build makes it)\n",
     )
   }
-  await import("../src/main.ts")
+  const sources = "../src/main.ts"
+  await import(sources)
 }

@@ -135,7 +135,8 @@ describe("the launcher of npm start, npm run caps and the Deno command", () => {
         assert.include(stale.stderr, "running the sources")
         assert.include(version(stale), "9.9.9-deno", "Deno runs the edit from the sources")
         const unreadable = succeeded("deno without --allow-read", yield* deno(["--allow-net", "--allow-env"]))
-        assert.include(version(unreadable), "9.9.9-deno", "without read access Deno cannot check: the sources run")
+        assert.include(unreadable.stderr, "without --allow-read, Deno cannot check")
+        assert.include(version(unreadable), "9.9.9-edited", "without read access Deno cannot check: the bundle runs")
       }).pipe(Effect.scoped),
     180_000,
   )

@@ -205,6 +205,37 @@ describe("node:net and node:dgram, loaded only where TCP, UDP or an IPv6 literal
   )
 
   it.live.skipIf(!isDeno)(
+    "on Deno, the README's command with the bundle fresh fetches no module of src/ or node_modules/ as it starts",
+    () =>
+      Effect.gen(function* () {
+        yield* bundleBuilt
+        // Deno fetches every module a literal import() names before the program runs; its debug log lists them.
+        const finished = yield* run(
+          [
+            process.execPath,
+            "run",
+            "-L",
+            "debug",
+            "--allow-net",
+            "--allow-env",
+            "--allow-read",
+            CAPS_SCRIPT,
+            "--version",
+          ],
+          { timeoutMs: 60_000 },
+        )
+        assert.strictEqual(finished.code, 0, finished.stderr)
+        const fetched = [...finished.stderr.matchAll(/fetch_no_follow - specifier: file:\/\/(\S+)/g)].map((match) =>
+          Path.relative(projectRoot, match[1]!)
+        )
+        assert.include(fetched, "scripts/caps.mjs", "the log names what was fetched")
+        assert.include(fetched, "dist/caps.mjs")
+        assert.deepStrictEqual(fetched.filter((file) => /^(src|node_modules)\//.test(file)), [])
+      }),
+    120_000,
+  )
+
+  it.live.skipIf(!isDeno)(
     "on Deno, caps serve with --metrics-port, up to its first answers and a scrape, loads no node:module",
     () =>
       Effect.gen(function* () {
