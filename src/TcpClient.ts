@@ -82,7 +82,8 @@ export interface TcpClientOptions {
   readonly maxReplyBytes?: number | undefined
   /**
    * Whether a sentence written on a reused connection that the server reset before any byte of the
-   * reply arrived (it never read it) is sent once more, on a fresh connection; true by default.
+   * reply arrived (it never read it) is sent once more, on a fresh connection; true by default. False turns every
+   * resend off, `idempotent`'s too.
    */
   readonly resendUnanswered?: boolean | undefined
   /**
