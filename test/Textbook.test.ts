@@ -8,7 +8,6 @@ import * as TcpClient from "../src/TcpClient.ts"
 import * as UdpClient from "../src/UdpClient.ts"
 import {
   PEER_READY,
-  peerPath,
   pythonCommand,
   run,
   runCaps,
@@ -65,9 +64,8 @@ socket.socket.close = lambda self: (time.sleep(random.uniform(0, 0.0005)), close
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 `
-const startLateClosingPeer = start(["python3", "-c", LATE_CLOSE, peerPath("TCPServer.py"), "127.0.0.1", "0"], {
-  ready: PEER_READY,
-})
+const [python, ...bookServer] = pythonCommand("TCPServer.py", ["127.0.0.1", "0"])
+const startLateClosingPeer = start([python, "-c", LATE_CLOSE, ...bookServer], { ready: PEER_READY })
 const MANY = Array.from({ length: 200 }, (_, i) => `sentence ${i}`)
 
 const startCapsServers = startCaps(["serve", "--host", "127.0.0.1", "--port", "0"]).pipe(
